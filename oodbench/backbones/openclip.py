@@ -1,0 +1,103 @@
+"""open_clip backbones: any model name + pretrained tag, or a local checkpoint.
+
+Trap (METHODS.md §1): ``ViT-B-16`` with tag ``openai`` only warns that the weights expect
+QuickGELU and then computes wrong embeddings, so the presets use the ``-quickgelu`` names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from oodbench.backbones.base import Backbone
+from oodbench.cache import content_key
+from oodbench.errors import MissingDataError, OfflineError, OODBenchError
+
+
+@dataclasses.dataclass
+class OpenCLIPBackbone(Backbone):
+    """An open_clip model; ``pretrained`` is a tag (``openai``, ``laion2b_s34b_b88k``...)."""
+
+    name = "openclip"
+    description = "Any open_clip model + pretrained tag or local checkpoint (--weights)."
+    model: str = "ViT-B-16-quickgelu"
+    pretrained: str = "openai"  # "" = random initialisation (timing and tests)
+    weights: str = ""  # local checkpoint path; overrides `pretrained`
+
+    def load(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        import open_clip
+
+        source = self.weights or self.pretrained or None
+        if self.weights and not Path(self.weights).exists():
+            raise MissingDataError(f"Backbone checkpoint {self.weights} does not exist.")
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.model, pretrained=source, device=device
+            )
+        except RuntimeError as exc:
+            if "unknown model" in str(exc).lower() or "Model config" in str(exc):
+                raise OODBenchError(f"open_clip has no model {self.model!r}; see "
+                                    f"open_clip.list_models().") from None
+            raise self._offline(exc) from None
+        except (OSError, ValueError) as exc:
+            raise self._offline(exc) from None
+        model.eval()
+        self._model, self._preprocess = model, preprocess
+        self._tokenizer = open_clip.get_tokenizer(self.model)
+        self._device = device
+
+    def _offline(self, exc: BaseException) -> OODBenchError:
+        text = " ".join(str(exc).split())[:160]
+        if isinstance(exc, ValueError) and "pretrained" in text.lower():
+            return OODBenchError(f"open_clip has no pretrained tag {self.pretrained!r} for "
+                                 f"{self.model!r}; see open_clip.list_pretrained().")
+        hint = "" if os.environ.get("HF_HUB_OFFLINE") else " (no hub access?)"
+        return OfflineError(
+            f"Cannot load open_clip weights {self.model}/{self.pretrained}{hint}: {text}. "
+            f"Download them where the hub is reachable and pass --weights PATH, or fill the "
+            f"Hugging Face cache and set HF_HUB_OFFLINE=1."
+        )
+
+    @property
+    def _loaded(self) -> Any:
+        if not hasattr(self, "_model"):
+            raise OODBenchError("Backbone used before load(); call load(device) first.")
+        return self._model
+
+    @property
+    def embed_dim(self) -> int:
+        proj = getattr(self._loaded.visual, "output_dim", None)
+        return int(proj) if proj else int(self._loaded.text_projection.shape[1])
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self._loaded.logit_scale.exp().item())
+
+    def fingerprint(self) -> str:
+        weights = ""
+        if self.weights:
+            stat = Path(self.weights).stat()
+            weights = f"{Path(self.weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        transform = repr(getattr(self, "_preprocess", ""))
+        return f"openclip:{self.model}:{self.pretrained}:{weights}:" + content_key(transform)[:16]
+
+    def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
+        _ = self._loaded
+        return self._preprocess
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            feats = self._loaded.encode_image(pixels.to(self.device))
+        return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self._tokenizer(list(texts)).to(self.device)
+        with torch.no_grad():
+            feats = self._loaded.encode_text(tokens)
+        return torch.nn.functional.normalize(feats.float(), dim=-1)

@@ -1,0 +1,27 @@
+"""Registers the built-in backbones and their presets."""
+
+from __future__ import annotations
+
+from oodbench import hookimpl
+from oodbench.backbones.openclip import OpenCLIPBackbone
+
+PRESETS = {
+    "clip-b16": ({"model": "ViT-B-16-quickgelu", "pretrained": "openai"},
+                 "OpenAI CLIP ViT-B/16 via open_clip (the field's default backbone)."),
+    "clip-b32": ({"model": "ViT-B-32-quickgelu", "pretrained": "openai"},
+                 "OpenAI CLIP ViT-B/32 via open_clip."),
+    "clip-l14": ({"model": "ViT-L-14-quickgelu", "pretrained": "openai"},
+                 "OpenAI CLIP ViT-L/14 via open_clip."),
+}
+
+
+@hookimpl
+def register_backbones(register):  # noqa: ANN001, ANN201
+    register(OpenCLIPBackbone)
+    for name, (defaults, description) in PRESETS.items():
+        register(OpenCLIPBackbone, name=name, defaults=defaults, description=description)
+    try:
+        from oodbench.mini.model import MiniBackbone
+    except ImportError:  # the mini world is optional until its module exists
+        return
+    register(MiniBackbone)

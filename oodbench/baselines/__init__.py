@@ -1,0 +1,1 @@
+"""Built-in baseline scorers and methods (a plugin like any other)."""

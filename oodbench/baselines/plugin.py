@@ -1,0 +1,31 @@
+"""Registers the built-in baseline scorers and their methods."""
+
+from __future__ import annotations
+
+from oodbench import hookimpl
+from oodbench.baselines.softmax import EnergyScorer, MaxLogitScorer, MCMScorer, MSPScorer
+from oodbench.method import ComponentRef, MethodSpec
+
+SCORERS = (MCMScorer, MSPScorer, MaxLogitScorer, EnergyScorer)
+
+REFERENCES = {
+    "mcm": "Ming et al., Delving into OOD Detection with Vision-Language Representations, "
+           "NeurIPS 2022",
+    "msp": "Hendrycks & Gimpel, ICLR 2017 (on CLIP logits)",
+    "maxlogit": "Hendrycks et al., Scaling OOD Detection to the Real World, ICML 2022",
+    "energy": "Liu et al., Energy-based OOD Detection, NeurIPS 2020 (on CLIP logits)",
+}
+
+
+@hookimpl
+def register_scorers(register):  # noqa: ANN001, ANN201 - hook signature
+    for scorer in SCORERS:
+        register(scorer)
+
+
+@hookimpl
+def register_methods(register):  # noqa: ANN001, ANN201
+    for scorer in SCORERS:
+        register(MethodSpec(name=scorer.name, scorer=ComponentRef(scorer.name),
+                            description=scorer.description,
+                            reference=REFERENCES.get(scorer.name, "")))

