@@ -29,7 +29,8 @@ class Component:
     def param_fields(cls) -> dict[str, Any]:
         """Parameter name -> declared type (resolved), for every public dataclass field."""
         hints = typing.get_type_hints(cls)
-        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+        fields = dataclasses.fields(cls)
+        return {f.name: hints[f.name] for f in fields if not f.name.startswith("_")}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None = None) -> Self:
@@ -72,9 +73,9 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in {"none", "null"})
+        if is_none and type(None) in args:
+            return None
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:

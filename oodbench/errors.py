@@ -21,7 +21,7 @@ class UnknownNameError(OODBenchError):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        listing = ", ".join(known) if len(known) <= 12 else f"{len(known)} known; see `oodbench {kind}s`"
+        listing = ", ".join(known) if len(known) <= 12 else f"{len(known)}; see `oodbench {kind}s`"
         super().__init__(f"Unknown {kind} {name!r}.{hint} Known: {listing}.")
         self.kind, self.name, self.close = kind, name, close
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-
 import pluggy
 
 hookspec = pluggy.HookspecMarker("oodbench")
@@ -68,6 +67,8 @@ def register_label_generators(register: Register) -> None:
     ``generate(env) -> LabelBank`` returns extra class labels (outlier, negative or
     envisioned labels) for the suite's ID classes, with the labels' provenance. Label banks
     are artefacts: cached, exportable and importable.
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """
 
 
@@ -78,6 +79,8 @@ def register_synthesizers(register: Register) -> None:
     ``synthesize(env, labels) -> SampleSet`` writes images near the ID/OOD boundary as files
     with a manifest (prompt, seed, parameters, source image) under the cache, atomically, so
     that an interrupted synthesis resumes where it stopped.
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """
 
 
@@ -88,6 +91,8 @@ def register_finetuners(register: Register) -> None:
     ``finetune(env, head, samples) -> TextHead`` adapts the backbone's view: it may set an
     image-feature adapter (e.g. a residual projection) and/or replace the ID or extra label
     embeddings (tuned features, learned prototypes). Trained weights are cached and keyed.
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """
 
 
@@ -99,6 +104,8 @@ def register_scorers(register: Register) -> None:
     in-distribution. ``image_features`` are L2-normalised [N, D] rows already passed through
     the head's image adapter; ``head.id_features`` are the ID class embeddings [C, D] and
     ``head.extra_features`` the extra label embeddings [M, D] (or None).
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """
 
 
@@ -120,6 +127,8 @@ def register_text_generators(register: Register) -> None:
 
     ``generate(prompts) -> list[str]``: one answer per chat prompt, greedy unless a
     parameter says otherwise. Used to envision outlier labels and broad categories.
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """
 
 
@@ -129,6 +138,8 @@ def register_image_describers(register: Register) -> None:
 
     ``describe(images, prompts) -> list[str]``: one answer per (image, prompt) pair; used to
     list an image's contents besides its subject and to propose outlier labels from images.
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """
 
 
@@ -139,6 +150,8 @@ def register_image_generators(register: Register) -> None:
     Text-to-image and in-painting with per-image seeds, guidance and strength, plus the
     latent-level access (start noise in, denoised latent out, differentiable decode) that
     guided synthesis needs.
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """
 
 

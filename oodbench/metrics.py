@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -94,15 +95,33 @@ def _as_pair(id_scores: ArrayLike, ood_scores: ArrayLike) -> tuple[np.ndarray, n
     return _as_scores(id_scores, "ID scores"), _as_scores(ood_scores, "OOD scores")
 
 
-# --------------------------------------------------------------------------- FPR95
+# --------------------------------------------------------------------------- curve engine
 
 
-def _fpr95_paper(id_s: np.ndarray, ood_s: np.ndarray) -> float:
+class _Counts(NamedTuple):
+    """Counts at each distinct score ``t`` (ascending): ``*_ge`` = score >= t, ``*_le`` <= t."""
+
+    id_ge: np.ndarray
+    ood_ge: np.ndarray
+    id_le: np.ndarray
+    ood_le: np.ndarray
+
+
+def _counts(id_s: np.ndarray, ood_s: np.ndarray) -> _Counts:
+    id_sorted, ood_sorted = np.sort(id_s), np.sort(ood_s)
+    thresholds = np.unique(np.concatenate([id_sorted, ood_sorted]))
+    return _Counts(
+        id_ge=id_s.size - np.searchsorted(id_sorted, thresholds, side="left"),
+        ood_ge=ood_s.size - np.searchsorted(ood_sorted, thresholds, side="left"),
+        id_le=np.searchsorted(id_sorted, thresholds, side="right"),
+        ood_le=np.searchsorted(ood_sorted, thresholds, side="right"),
+    )
+
+
+def _fpr95_paper(c: _Counts) -> float:
     """FPR at the ID recall nearest 0.95, ties broken towards the lowest threshold."""
-    n_id, n_ood = id_s.size, ood_s.size
-    thresholds = np.unique(np.concatenate([id_s, ood_s]))[::-1]  # distinct, descending
-    tp = n_id - np.searchsorted(np.sort(id_s), thresholds, side="left")  # ID with score >= t
-    fp = n_ood - np.searchsorted(np.sort(ood_s), thresholds, side="left")  # OOD with score >= t
+    tp, fp = c.id_ge[::-1], c.ood_ge[::-1]  # thresholds descending
+    n_id, n_ood = int(tp[-1]), int(fp[-1])
     recall = tp / n_id
     last = int(np.argmax(tp == n_id))  # highest threshold accepting every ID sample
     dist = np.abs(recall[: last + 1] - TPR_LEVEL)
@@ -110,53 +129,82 @@ def _fpr95_paper(id_s: np.ndarray, ood_s: np.ndarray) -> float:
     return float(fp[best] / n_ood)
 
 
-def _fpr95_openood(id_s: np.ndarray, ood_s: np.ndarray) -> float:
-    """OpenOOD v1.5: ID FPR at the first ROC point whose OOD recall is >= 0.95."""
-    from sklearn.metrics import roc_curve
+def _fpr95_openood(c: _Counts) -> float:
+    """OpenOOD v1.5: ID FPR at the first OOD-positive ROC point with OOD recall >= 0.95.
 
-    is_ood = np.r_[np.zeros(id_s.size, dtype=np.int64), np.ones(ood_s.size, dtype=np.int64)]
-    fpr, tpr, _ = roc_curve(is_ood, -np.r_[id_s, ood_s])
-    return float(fpr[int(np.argmax(tpr >= TPR_LEVEL))])
+    Mirrors ``sklearn.metrics.roc_curve(is_ood, -conf)`` with its default
+    ``drop_intermediate=True``: a point where both cumulative counts move in a straight line
+    (zero second differences) is dropped before the search, as in OpenOOD.
+    """
+    tps, fps = c.ood_le, c.id_le  # cuts ascending = -score descending
+    if tps.size > 2:
+        keep = np.r_[True, (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0), True]
+        tps, fps = tps[keep], fps[keep]
+    first = int(np.argmax(tps / tps[-1] >= TPR_LEVEL))
+    return float(fps[first] / fps[-1])
 
 
-def _fpr95(id_s: np.ndarray, ood_s: np.ndarray, convention: str) -> float:
-    return _fpr95_paper(id_s, ood_s) if convention == "paper" else _fpr95_openood(id_s, ood_s)
+def _auroc(c: _Counts) -> float:
+    """Trapezoidal area under the ID-positive ROC, in exact integer arithmetic."""
+    tp = np.r_[0, c.id_ge[::-1]].astype(np.int64)
+    fp = np.r_[0, c.ood_ge[::-1]].astype(np.int64)
+    area2 = int(np.sum(np.diff(fp) * (tp[1:] + tp[:-1])))
+    return area2 / (2 * int(tp[-1]) * int(fp[-1]))
+
+
+def _average_precision(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Step-wise AP (sklearn's): sum over cuts of recall increase times precision."""
+    recall_gain = np.diff(np.r_[0, pos]) / pos[-1]
+    return float(np.sum(recall_gain * (pos / (pos + neg))))
+
+
+def _fpr95(c: _Counts, convention: str) -> float:
+    return _fpr95_paper(c) if convention == "paper" else _fpr95_openood(c)
+
+
+def _fast_metrics(id_s: np.ndarray, ood_s: np.ndarray, convention: str) -> tuple[float, ...]:
+    """(auroc, fpr95, aupr_in, aupr_out) from one set of counts; used by the bootstrap."""
+    c = _counts(id_s, ood_s)
+    return (
+        _auroc(c),
+        _fpr95(c, convention),
+        _average_precision(c.id_ge[::-1], c.ood_ge[::-1]),
+        _average_precision(c.ood_le, c.id_le),
+    )
+
+
+# --------------------------------------------------------------------------- public API
 
 
 def fpr_at_95_tpr(id_scores: ArrayLike, ood_scores: ArrayLike, convention: str = "paper") -> float:
     """False-positive rate at 95% true-positive rate under ``convention`` (see module doc)."""
     _check_convention(convention)
     id_s, ood_s = _as_pair(id_scores, ood_scores)
-    return _fpr95(id_s, ood_s, convention)
+    return _fpr95(_counts(id_s, ood_s), convention)
 
 
-# --------------------------------------------------------------------------- all metrics
+def ood_metrics(
+    id_scores: ArrayLike, ood_scores: ArrayLike, convention: str = "paper"
+) -> OODMetrics:
+    """AUROC, FPR95, AUPR-In and AUPR-Out of ID vs OOD scores (higher = more ID).
 
-
-def _metrics(id_s: np.ndarray, ood_s: np.ndarray, convention: str) -> OODMetrics:
-    """Metrics of already-validated score arrays."""
+    AUROC and the AUPRs come from scikit-learn itself, as in the reference code.
+    """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    _check_convention(convention)
+    id_s, ood_s = _as_pair(id_scores, ood_scores)
     scores = np.r_[id_s, ood_s]
     is_id = np.r_[np.ones(id_s.size, dtype=np.int64), np.zeros(ood_s.size, dtype=np.int64)]
     return OODMetrics(
         auroc=float(roc_auc_score(is_id, scores)),
-        fpr95=_fpr95(id_s, ood_s, convention),
+        fpr95=_fpr95(_counts(id_s, ood_s), convention),
         aupr_in=float(average_precision_score(is_id, scores)),
         aupr_out=float(average_precision_score(1 - is_id, -scores)),
         n_id=int(id_s.size),
         n_ood=int(ood_s.size),
         fpr_convention=convention,
     )
-
-
-def ood_metrics(
-    id_scores: ArrayLike, ood_scores: ArrayLike, convention: str = "paper"
-) -> OODMetrics:
-    """AUROC, FPR95, AUPR-In and AUPR-Out of ID vs OOD scores (higher = more ID)."""
-    _check_convention(convention)
-    id_s, ood_s = _as_pair(id_scores, ood_scores)
-    return _metrics(id_s, ood_s, convention)
 
 
 def id_accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
@@ -194,6 +242,7 @@ def bootstrap_ci(
 
     Each of the ``n`` replicates resamples the ID and the OOD scores separately, with
     replacement and at their original sizes; the result depends only on the inputs and ``seed``.
+    Replicates use a one-sort NumPy evaluation that matches scikit-learn to float rounding.
     """
     _check_convention(convention)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -206,8 +255,7 @@ def bootstrap_ci(
     for i in range(int(n)):
         rid = id_s[rng.integers(0, id_s.size, id_s.size)]
         rood = ood_s[rng.integers(0, ood_s.size, ood_s.size)]
-        m = _metrics(rid, rood, convention)
-        samples[i] = [getattr(m, name) for name in METRIC_NAMES]
+        samples[i] = _fast_metrics(rid, rood, convention)
     lo, hi = np.quantile(samples, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
     return {name: (float(lo[j]), float(hi[j])) for j, name in enumerate(METRIC_NAMES)}
 
@@ -220,7 +268,7 @@ def mean_metrics(items: Sequence[OODMetrics]) -> dict[str, float]:
     conventions = sorted({m.fpr_convention for m in items})
     if len(conventions) > 1:
         raise OODBenchError(
-            f"Cannot average FPR95 computed under different conventions ({', '.join(conventions)}); "
-            "recompute all sets with one convention."
+            "Cannot average FPR95 computed under different conventions "
+            f"({', '.join(conventions)}); recompute all sets with one convention."
         )
     return {name: float(np.mean([getattr(m, name) for m in items])) for name in METRIC_NAMES}

@@ -132,7 +132,7 @@ class Registry:
             raise PluginError(f"built-in plugin {name} is broken: {info.error}")
         return info
 
-    def _registrar(self, kind: str, info: PluginInfo):  # noqa: ANN202 - a closure
+    def _registrar(self, kind: str, info: PluginInfo):
         def register(obj: Any, name: str | None = None, defaults: dict[str, Any] | None = None,
                      description: str | None = None) -> None:
             for reg in _make_registrations(kind, obj, name, defaults, description, info):

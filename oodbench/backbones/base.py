@@ -17,8 +17,8 @@ from oodbench.components import Component
 class Backbone(Component, ABC):
     """A frozen image encoder and text encoder that share one embedding space.
 
-    Subclasses are components: dataclass fields are their parameters (set from the CLI with
-    ``--backbone-param`` or from files). ``load(device)`` is called once before use; encoders
+    Subclasses are components: dataclass fields are their parameters (set from the CLI
+    with ``--backbone-param`` or from files). ``load(device)`` is called once before use; encoders
     return L2-normalised float32 embeddings of width ``embed_dim`` on the CPU or on ``device``.
     """
 
@@ -26,7 +26,7 @@ class Backbone(Component, ABC):
 
     @abstractmethod
     def load(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
-        """Load weights onto ``device``; raise ``OfflineError``/``MissingDataError`` with the fix."""
+        """Load weights onto ``device``; raise OfflineError/MissingDataError naming the fix."""
 
     @property
     @abstractmethod

@@ -46,6 +46,9 @@ class OpenCLIPBackbone(Backbone):
                                     f"open_clip.list_models().") from None
             raise self._offline(exc) from None
         except (OSError, ValueError) as exc:
+            if source is None:  # nothing to download: the architecture itself is wrong
+                raise OODBenchError(f"Cannot build open_clip model {self.model!r}: "
+                                    f"{' '.join(str(exc).split())[:160]}") from None
             raise self._offline(exc) from None
         model.eval()
         self._model, self._preprocess = model, preprocess

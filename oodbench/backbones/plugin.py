@@ -16,7 +16,7 @@ PRESETS = {
 
 
 @hookimpl
-def register_backbones(register):  # noqa: ANN001, ANN201
+def register_backbones(register):
     register(OpenCLIPBackbone)
     for name, (defaults, description) in PRESETS.items():
         register(OpenCLIPBackbone, name=name, defaults=defaults, description=description)

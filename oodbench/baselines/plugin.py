@@ -18,13 +18,13 @@ REFERENCES = {
 
 
 @hookimpl
-def register_scorers(register):  # noqa: ANN001, ANN201 - hook signature
+def register_scorers(register):
     for scorer in SCORERS:
         register(scorer)
 
 
 @hookimpl
-def register_methods(register):  # noqa: ANN001, ANN201
+def register_methods(register):
     for scorer in SCORERS:
         register(MethodSpec(name=scorer.name, scorer=ComponentRef(scorer.name),
                             description=scorer.description,

@@ -17,6 +17,6 @@ def suite_dirs() -> list[Path]:
 
 
 @hookimpl
-def register_suites(register):  # noqa: ANN001, ANN201
+def register_suites(register):
     for directory in suite_dirs():
         register(directory)

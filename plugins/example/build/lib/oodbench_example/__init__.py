@@ -1,0 +1,1 @@
+"""A minimal oodbench plugin (see plugin.py)."""

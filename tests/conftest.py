@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import oodbench
+from oodbench.plugins import Registry, reset_registry
+from tests.toy import ToyColourBackbone, write_colour_images
+
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                 "layers": 1},
+}
+
+
+class _TestPlugin:
+    @oodbench.hookimpl
+    def register_backbones(self, register):
+        register(ToyColourBackbone)
+        from oodbench.backbones.openclip import OpenCLIPBackbone
+
+        register(OpenCLIPBackbone, name="tiny-clip",
+                 defaults={"model": "oodbench-tiny", "pretrained": ""},
+                 description="random tiny open_clip model for tests")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """No test sees another's registry, cache or results."""
+    monkeypatch.setenv("OODBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OODBENCH_LOAD_PLUGINS", "")
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_config(tmp_path_factory):
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("openclip-configs")
+    (folder / "oodbench-tiny.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder)
+    return "oodbench-tiny"
+
+
+@pytest.fixture
+def registry(tiny_clip_config) -> Registry:
+    reg = Registry().load(entry_points=False)
+    reg.add_plugin(_TestPlugin(), "tests")
+    return reg
+
+
+@pytest.fixture
+def colour_suite(tmp_path) -> Path:
+    """ID = red/green/blue images; near OOD = orange/purple; far OOD = grey; one corrupt file."""
+    data = tmp_path / "data"
+    for colour, seed in (("red", 1), ("green", 2), ("blue", 3)):
+        write_colour_images(data / "id" / colour, colour, 20, seed)
+        write_colour_images(data / "train" / colour, colour, 5, seed + 10)
+    write_colour_images(data / "near", "yellow", 15, 7)
+    write_colour_images(data / "near", "magenta", 15, 8)
+    write_colour_images(data / "far", "grey", 25, 9)
+    (data / "far" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    suite = tmp_path / "colours.yaml"
+    suite.write_text(textwrap.dedent(f"""
+        name: colours
+        version: 1
+        description: toy colour suite
+        task: far
+        backbone: toy-colour
+        id:
+          name: rgb
+          classes: [red, green, blue]
+          test: {{type: imagefolder, root: {data / 'id'}}}
+          train: {{type: imagefolder, root: {data / 'train'}}}
+        prompts: ["a photo of a {{}}."]
+        ood:
+          - {{name: secondary, group: near, source: {{type: imagefolder, root: {data / 'near'}}}}}
+          - {{name: grey, group: far, source: {{type: imagefolder, root: {data / 'far'}}}}}
+        """))
+    return suite

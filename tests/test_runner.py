@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oodbench.errors import MissingDataError
+from oodbench.results import validate_record
+from oodbench.runner import RunRequest, run
+from oodbench.types import RunContext
+from tests import toy
+
+
+def _ctx(tmp_path) -> RunContext:
+    return RunContext(cache_dir=tmp_path / "cache", batch_size=16)
+
+
+def test_mcm_on_colour_suite_gives_expected_metrics(registry, colour_suite, tmp_path):
+    out = tmp_path / "results"
+    record = run(RunRequest("mcm", str(colour_suite), output_dir=out), _ctx(tmp_path), registry)
+    assert validate_record(record) == []
+    assert record["id_accuracy"] > 0.95  # noisy solid colours are easy for the toy backbone
+    far, near = record["metrics"]["grey"], record["metrics"]["secondary"]
+    assert far["auroc"] > 0.99 and far["fpr95"] < 0.05
+    assert near["group"] == "near" and near["n_ood"] == 30
+    assert record["groups"]["far"]["auroc"] == pytest.approx(far["auroc"])
+    # the corrupt PNG is skipped and reported, not fatal
+    assert record["counts"]["skipped"] == {"grey": 1}
+    assert "broken.png" in record["counts"]["skipped_examples"][0][0]
+    written = json.loads((out / "mcm--colours--toy-colour.json").read_text())
+    assert written["metrics"] == record["metrics"]
+    assert written["suite"]["hash"] and written["environment"]["oodbench"]
+
+
+def test_second_method_does_not_encode_any_image(registry, colour_suite, tmp_path):
+    ctx = _ctx(tmp_path)
+    before = toy.CALLS["images"]
+    first = run(RunRequest("mcm", str(colour_suite)), ctx, registry)
+    encoded = toy.CALLS["images"] - before
+    assert encoded == first["counts"]["id"] + sum(first["counts"]["ood"].values())
+    second = run(RunRequest("energy", str(colour_suite)), ctx, registry)
+    assert toy.CALLS["images"] - before == encoded  # nothing re-encoded
+    assert second["cache"]["images_encoded"] == 0
+    assert second["cache"]["feature_cache_hits"] == 3
+
+
+def test_param_override_reaches_the_scorer(registry, colour_suite, tmp_path):
+    record = run(RunRequest("mcm", str(colour_suite), params={"temperature": "0.05"}),
+                 _ctx(tmp_path), registry)
+    assert record["params"]["mcm"]["temperature"] == 0.05
+
+
+def test_interrupted_run_writes_no_record_and_resumes(registry, colour_suite, tmp_path,
+                                                      monkeypatch):
+    out = tmp_path / "results"
+    from oodbench.baselines.softmax import MCMScorer
+
+    def interrupted(self, image_features, head):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MCMScorer, "score", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run(RunRequest("mcm", str(colour_suite), output_dir=out), _ctx(tmp_path), registry)
+    assert not out.exists() or not list(out.iterdir())
+    record = run(RunRequest("mcm", str(colour_suite), output_dir=out), _ctx(tmp_path), registry)
+    assert record["cache"]["images_encoded"] == 0  # features survived the interruption
+    assert (out / "mcm--colours--toy-colour.json").exists()
+
+
+def test_tiny_openclip_backbone_runs_end_to_end(registry, colour_suite, tmp_path):
+    record = run(RunRequest("mcm", str(colour_suite), backbone="tiny-clip"), _ctx(tmp_path),
+                 registry)
+    assert record["backbone"]["name"] == "tiny-clip"
+    assert 0.0 <= record["metrics"]["grey"]["auroc"] <= 1.0
+
+
+def test_missing_dataset_fails_before_any_work(registry, colour_suite, tmp_path):
+    text = colour_suite.read_text().replace("/far}", "/nowhere}")
+    broken = tmp_path / "colours.yaml"
+    broken.write_text(text)
+    before = toy.CALLS["images"]
+    with pytest.raises(MissingDataError, match=r"Dataset 'grey' is missing: folder .*nowhere"):
+        run(RunRequest("mcm", str(broken)), _ctx(tmp_path), registry)
+    assert toy.CALLS["images"] == before
+
+
+def test_bootstrap_intervals_bracket_the_estimate(registry, colour_suite, tmp_path):
+    record = run(RunRequest("mcm", str(colour_suite), bootstrap=50), _ctx(tmp_path), registry)
+    m = record["metrics"]["secondary"]
+    lo, hi = m["ci"]["auroc"]
+    assert lo <= m["auroc"] <= hi
