@@ -33,6 +33,22 @@ err_console = Console(stderr=True)
 DEFAULT_SUITE = "offline-far"
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        from oodbench import __version__
+
+        console.print(f"oodbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback,
+                                          is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Benchmark out-of-distribution detection methods on vision-language models."""
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Print an OODBenchError on one line and exit with its code; never a traceback."""
