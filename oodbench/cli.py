@@ -316,6 +316,15 @@ def data_fetch_offline(
         console.print(f"offline data ready: {path}")
 
 
+@data_app.command("fetch-wordnet")
+def data_fetch_wordnet(force: Annotated[bool, typer.Option(help="Re-download.")] = False) -> None:
+    """Download WordNet 3.0 (Debian wordnet-base), the label source of NegLabel and others."""
+    with user_errors():
+        from oodbench.labels.wordnet import fetch_wordnet
+
+        console.print(f"WordNet ready: {fetch_wordnet(force=force)}")
+
+
 def main() -> None:
     try:
         app()

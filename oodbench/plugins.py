@@ -28,6 +28,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "oodbench.baselines.plugin",
     "oodbench.backbones.plugin",
     "oodbench.data.plugin",
+    "oodbench.labels.plugin",
 )
 
 KIND_PLURAL = {

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from oodbench.errors import OODBenchError, UnknownNameError
 from oodbench.metrics import (
     FPR_CONVENTIONS,
     OODMetrics,
+    _fast_metrics,
     bootstrap_ci,
     fpr_at_95_tpr,
     id_accuracy,
@@ -43,6 +45,14 @@ def reference_paper_fpr95(id_scores: list[float], ood_scores: list[float]) -> fl
         if abs(recall - 0.95) < best_dist:
             best_dist, best_fpr = abs(recall - 0.95), fpr
     return best_fpr
+
+
+def reference_openood_fpr95(id_scores: list[float], ood_scores: list[float]) -> float:
+    """OpenOOD v1.5 ``auc_and_fpr_recall``: sklearn ROC with OOD positive on -confidence."""
+    conf = np.r_[id_scores, ood_scores]
+    is_ood = np.r_[np.zeros(len(id_scores)), np.ones(len(ood_scores))]
+    fpr, tpr, _ = roc_curve(is_ood, -conf)  # default drop_intermediate=True, as in OpenOOD
+    return float(fpr[np.argmax(tpr >= 0.95)])
 
 
 def semantic_openood_fpr95(id_scores: list[float], ood_scores: list[float]) -> float:
@@ -176,6 +186,21 @@ def test_paper_nearest_recall_uses_float64_distance() -> None:
     assert fpr_at_95_tpr(ids, [1.5, 5.5], "openood") == pytest.approx(0.5)
 
 
+def test_openood_drops_collinear_roc_points_like_sklearn() -> None:
+    # OpenOOD calls roc_curve with drop_intermediate=True. OOD-positive order (confidence
+    # ascending): 36 OOD at -10 (OOD recall 0.90, ID FPR 0), then a tie group at -5 of 1 ID + 2
+    # OOD (recall 0.95, FPR 1/4), then the same mix at -4 (recall 1.0, FPR 2/4), then 2 ID at 0.
+    # The point at -5 lies on a straight line with equal steps (+1 ID, +2 OOD) on both sides,
+    # so sklearn drops it and the first point with recall >= 0.95 is at -4: FPR = 2/4 = 0.5
+    # (the plain definition would give 1/4).
+    ids = [-5.0, -4.0, 0.0, 0.0]
+    oods = [-10.0] * 36 + [-5.0, -5.0, -4.0, -4.0]
+    assert semantic_openood_fpr95(ids, oods) == 0.25
+    assert fpr_at_95_tpr(ids, oods, "openood") == 0.5 == reference_openood_fpr95(ids, oods)
+    # paper: ID recall 2/4 at t=0, 3/4 at t=-4, 4/4 at t=-5 (nearest 0.95); OOD >= -5: 4 of 40
+    assert fpr_at_95_tpr(ids, oods, "paper") == pytest.approx(0.1)
+
+
 def test_fpr95_default_is_paper() -> None:
     ids, oods = [4, 3, 2, 0], [1, 0.5, -1, -2]
     assert fpr_at_95_tpr(ids, oods) == fpr_at_95_tpr(ids, oods, "paper")
@@ -256,8 +281,38 @@ def test_paper_fpr95_matches_reference_rule(ids: list[float], oods: list[float])
 
 @settings(max_examples=200, deadline=None)
 @given(int_scores, int_scores)
-def test_openood_fpr95_matches_definition(ids: list[float], oods: list[float]) -> None:
-    assert fpr_at_95_tpr(ids, oods, "openood") == pytest.approx(semantic_openood_fpr95(ids, oods))
+def test_openood_fpr95_matches_reference_code(ids: list[float], oods: list[float]) -> None:
+    assert fpr_at_95_tpr(ids, oods, "openood") == reference_openood_fpr95(ids, oods)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-1000, 1000), min_size=2, max_size=60, unique=True).map(
+        lambda xs: [float(x) for x in xs]
+    ),
+    st.data(),
+)
+def test_openood_fpr95_matches_definition_without_ties(
+    values: list[float], data: st.DataObject
+) -> None:
+    # Without tied scores, sklearn's drop_intermediate never moves the first point with
+    # OOD recall >= 0.95 to a different FPR, so the plain definition holds.
+    k = data.draw(st.integers(1, len(values) - 1))
+    ids, oods = values[:k], values[k:]
+    assert fpr_at_95_tpr(ids, oods, "openood") == semantic_openood_fpr95(ids, oods)
+
+
+@settings(max_examples=200, deadline=None)
+@given(int_scores, int_scores, conventions)
+def test_fast_path_matches_sklearn(ids: list[float], oods: list[float], convention: str) -> None:
+    # The bootstrap's one-sort evaluation agrees with scikit-learn up to float rounding.
+    y = np.r_[np.ones(len(ids)), np.zeros(len(oods))]
+    scores = np.r_[ids, oods]
+    auroc, fpr95, aupr_in, aupr_out = _fast_metrics(np.asarray(ids), np.asarray(oods), convention)
+    assert auroc == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert aupr_in == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+    assert aupr_out == pytest.approx(average_precision_score(1 - y, -scores), abs=1e-12)
+    assert fpr95 == fpr_at_95_tpr(ids, oods, convention)
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from oodbench import hookimpl
 from oodbench.backbones.openclip import OpenCLIPBackbone
+from oodbench.hookspecs import Register
 
 PRESETS = {
     "clip-b16": ({"model": "ViT-B-16-quickgelu", "pretrained": "openai"},
@@ -16,7 +17,7 @@ PRESETS = {
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register: Register) -> None:
     register(OpenCLIPBackbone)
     for name, (defaults, description) in PRESETS.items():
         register(OpenCLIPBackbone, name=name, defaults=defaults, description=description)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from oodbench import hookimpl
+from oodbench.baselines.neglabel import NegLabelScorer
 from oodbench.baselines.softmax import EnergyScorer, MaxLogitScorer, MCMScorer, MSPScorer
+from oodbench.hookspecs import Register
 from oodbench.method import ComponentRef, MethodSpec
 
 SCORERS = (MCMScorer, MSPScorer, MaxLogitScorer, EnergyScorer)
+LABEL_SCORERS = (NegLabelScorer,)
 
 REFERENCES = {
     "mcm": "Ming et al., Delving into OOD Detection with Vision-Language Representations, "
@@ -14,18 +17,24 @@ REFERENCES = {
     "msp": "Hendrycks & Gimpel, ICLR 2017 (on CLIP logits)",
     "maxlogit": "Hendrycks et al., Scaling OOD Detection to the Real World, ICML 2022",
     "energy": "Liu et al., Energy-based OOD Detection, NeurIPS 2020 (on CLIP logits)",
+    "neglabel": "Jiang et al., Negative Label Guided OOD Detection with Pretrained "
+                "Vision-Language Models, ICLR 2024",
 }
 
 
 @hookimpl
-def register_scorers(register):
-    for scorer in SCORERS:
+def register_scorers(register: Register) -> None:
+    for scorer in (*SCORERS, *LABEL_SCORERS):
         register(scorer)
 
 
 @hookimpl
-def register_methods(register):
+def register_methods(register: Register) -> None:
     for scorer in SCORERS:
         register(MethodSpec(name=scorer.name, scorer=ComponentRef(scorer.name),
                             description=scorer.description,
                             reference=REFERENCES.get(scorer.name, "")))
+    register(MethodSpec(name="neglabel", scorer=ComponentRef("neglabel"),
+                        label_generator=ComponentRef("neglabel-mining"),
+                        description="NegLabel: WordNet negatives mined far from the ID labels, "
+                                    "grouped softmax score.", reference=REFERENCES["neglabel"]))

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from oodbench import hookimpl
+from oodbench.hookspecs import Register
 from oodbench.paths import REPO_ROOT
 
 
@@ -17,6 +18,6 @@ def suite_dirs() -> list[Path]:
 
 
 @hookimpl
-def register_suites(register):
+def register_suites(register: Register) -> None:
     for directory in suite_dirs():
         register(directory)

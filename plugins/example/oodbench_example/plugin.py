@@ -12,6 +12,7 @@ import torch
 
 import oodbench
 from oodbench import ComponentRef, MethodSpec, Scorer, TextHead
+from oodbench.hookspecs import Register
 
 
 @dataclasses.dataclass
@@ -29,11 +30,11 @@ class Top2MarginScorer(Scorer):
 
 
 @oodbench.hookimpl
-def register_scorers(register):
+def register_scorers(register: Register) -> None:
     register(Top2MarginScorer)
 
 
 @oodbench.hookimpl
-def register_methods(register):
+def register_methods(register: Register) -> None:
     register(MethodSpec(name="top2-margin", scorer=ComponentRef("top2-margin"),
                         description=Top2MarginScorer.description))

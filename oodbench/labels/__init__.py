@@ -1,0 +1,1 @@
+"""Label banks: extra class labels (outlier / negative), their sources and generators."""
