@@ -25,7 +25,9 @@ suites_app = typer.Typer(help="List benchmark suites, or show one with `suites s
                          invoke_without_command=True)
 data_app = typer.Typer(help="Obtain datasets.", no_args_is_help=True)
 app.add_typer(suites_app, name="suites")
+labels_app = typer.Typer(help="Label banks: list, show, export and import.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(labels_app, name="labels")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -323,6 +325,70 @@ def data_fetch_wordnet(force: Annotated[bool, typer.Option(help="Re-download.")]
         from oodbench.labels.wordnet import fetch_wordnet
 
         console.print(f"WordNet ready: {fetch_wordnet(force=force)}")
+
+
+def _cache(cache_dir: Path | None) -> Any:
+    from oodbench.cache import ArtifactCache
+    from oodbench.paths import cache_dir as default_cache
+
+    return ArtifactCache(cache_dir or default_cache())
+
+
+CacheOption = Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder.")]
+
+
+@labels_app.command("list")
+def labels_list(cache_dir: CacheOption = None) -> None:
+    """List the label banks in the cache."""
+    with user_errors():
+        from oodbench.labels.bank import list_banks
+
+        table = Table(title="label banks")
+        for col in ("key", "generator", "labels", "source"):
+            table.add_column(col)
+        for key, bank in list_banks(_cache(cache_dir)):
+            table.add_row(key[:16], bank.generator, str(len(bank.labels)), bank.source)
+        console.print(table)
+
+
+@labels_app.command("show")
+def labels_show(ref: Annotated[str, typer.Argument(help="Bank file or cache key (prefix).")],
+                limit: int = 20, cache_dir: CacheOption = None) -> None:
+    """Show a label bank: provenance and the first labels."""
+    with user_errors():
+        from oodbench.labels.bank import find_bank
+        from oodbench.types import LabelBank
+
+        path = find_bank(_cache(cache_dir), ref)
+        bank = LabelBank.load(path)
+        console.print(f"[bold]{path}[/]\ngenerator: {bank.generator}  source: {bank.source}  "
+                      f"labels: {len(bank.labels)}\nparams: {bank.params}\n"
+                      f"templates: {bank.templates}")
+        for key, value in bank.meta.items():
+            console.print(f"meta.{key}: {str(value)[:200]}")
+        console.print(", ".join(bank.labels[:limit]) + (" ..." if len(bank.labels) > limit
+                                                         else ""))
+
+
+@labels_app.command("export")
+def labels_export(ref: Annotated[str, typer.Argument(help="Cache key (prefix) or file.")],
+                  out: Annotated[Path, typer.Option("--out", "-o")],
+                  cache_dir: CacheOption = None) -> None:
+    """Copy a cached label bank to a file to share it."""
+    with user_errors():
+        from oodbench.labels.bank import export_bank
+
+        console.print(f"exported to {export_bank(_cache(cache_dir), ref, out)}")
+
+
+@labels_app.command("import")
+def labels_import(file: Path, cache_dir: CacheOption = None) -> None:
+    """Put a shared label bank into the cache, where its generator will find it."""
+    with user_errors():
+        from oodbench.labels.bank import import_bank
+
+        key, bank = import_bank(_cache(cache_dir), file)
+        console.print(f"imported {len(bank.labels)} labels from {bank.generator} as {key[:16]}")
 
 
 def main() -> None:

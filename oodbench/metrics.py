@@ -14,9 +14,9 @@ Conventions (as in the reference code of MCM, NegLabel, EOE and OpenOOD v1.5):
       at which every ID sample is accepted; pick the point whose ID recall is nearest to 0.95
       (exact float64 distances, no interpolation). Ties go the way the reference code breaks
       them: it scans from low thresholds to high ones and keeps the first minimum, so among
-      points with equally near recall the *lowest* threshold wins (e.g. if recall 19/20 holds
-      for several thresholds, all OOD samples above the 20th ID score count). FPR95 is the
-      fraction of OOD samples with score >= that threshold.
+      points with equally near recall the *lowest* threshold wins (e.g. with 20 ID samples,
+      recall 19/20 holds down to the lowest ID score, so every OOD score above it counts).
+      FPR95 is the fraction of OOD samples with score >= that threshold.
   ``"openood"`` (OpenOOD v1.5, ``auc_and_fpr_recall``):
       OOD is positive with score ``-confidence``; on ``sklearn.metrics.roc_curve`` (default
       ``drop_intermediate=True``, exactly as OpenOOD calls it) take the first point whose OOD

@@ -302,7 +302,7 @@ def test_openood_fpr95_matches_definition_without_ties(
     assert fpr_at_95_tpr(ids, oods, "openood") == semantic_openood_fpr95(ids, oods)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(int_scores, int_scores, conventions)
 def test_fast_path_matches_sklearn(ids: list[float], oods: list[float], convention: str) -> None:
     # The bootstrap's one-sort evaluation agrees with scikit-learn up to float rounding.
@@ -315,7 +315,7 @@ def test_fast_path_matches_sklearn(ids: list[float], oods: list[float], conventi
     assert fpr95 == fpr_at_95_tpr(ids, oods, convention)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(int_scores, int_scores)
 def test_auroc_matches_pairwise_definition(ids: list[float], oods: list[float]) -> None:
     assert ood_metrics(ids, oods).auroc == pytest.approx(pairwise_auroc(ids, oods))
@@ -337,7 +337,7 @@ def test_invariant_to_increasing_transforms(
     assert after.aupr_out == pytest.approx(before.aupr_out, abs=1e-12)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(float_scores, float_scores)
 def test_auroc_role_swap_and_negation(ids: list[float], oods: list[float]) -> None:
     a = ood_metrics(ids, oods).auroc
@@ -347,7 +347,7 @@ def test_auroc_role_swap_and_negation(ids: list[float], oods: list[float]) -> No
     assert ood_metrics(neg_oods, neg_ids).auroc == pytest.approx(a, abs=1e-12)  # both
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(float_scores, float_scores)
 def test_aupr_out_is_aupr_in_of_swapped_negated(ids: list[float], oods: list[float]) -> None:
     m = ood_metrics(ids, oods)
@@ -356,7 +356,7 @@ def test_aupr_out_is_aupr_in_of_swapped_negated(ids: list[float], oods: list[flo
     assert swapped.aupr_out == pytest.approx(m.aupr_in, abs=1e-12)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(float_scores, float_scores, conventions)
 def test_metrics_are_fractions(ids: list[float], oods: list[float], convention: str) -> None:
     m = ood_metrics(ids, oods, convention)

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from oodbench.baselines.neglabel import make_groups, neglabel_score
+from oodbench.cache import ArtifactCache
+from oodbench.cli import app
+from oodbench.labels.bank import cached_bank, export_bank, import_bank
+from oodbench.labels.generators import percentile_similarity, without_id_names
+from oodbench.types import LabelBank
+
+
+def test_neglabel_score_by_hand():
+    # one image at angle 0; ID label at 0 (cos 1), negatives at 90° (cos 0) and 180° (cos -1)
+    image = torch.tensor([[1.0, 0.0]])
+    id_f = torch.tensor([[1.0, 0.0]])
+    neg = torch.tensor([[0.0, 1.0], [-1.0, 0.0]])
+    t = 0.5
+    expected = math.exp(1 / t) / (math.exp(1 / t) + math.exp(0) + math.exp(-1 / t))
+    assert neglabel_score(image, id_f, neg, t)[0] == pytest.approx(expected)
+    # grouped: each negative in its own group, mean of the two per-group scores
+    groups = [torch.tensor([0]), torch.tensor([1])]
+    g0 = math.exp(2) / (math.exp(2) + 1)
+    g1 = math.exp(2) / (math.exp(2) + math.exp(-2))
+    assert neglabel_score(image, id_f, neg, t, groups)[0] == pytest.approx((g0 + g1) / 2)
+
+
+def test_neglabel_score_is_stable_at_tiny_temperature():
+    image = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    id_f = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    neg = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
+    scores = neglabel_score(image, id_f, neg, 1e-4)
+    assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_groups_drop_remainder_and_are_fixed():
+    groups = make_groups(1050, 100, seed=0)
+    assert len(groups) == 100 and all(len(g) == 10 for g in groups)
+    flat = torch.cat(groups)
+    assert len(set(flat.tolist())) == 1000
+    assert torch.equal(flat, torch.cat(make_groups(1050, 100, seed=0)))
+    assert len(make_groups(7, 100, seed=0)) == 7  # small banks keep every negative
+
+
+def test_percentile_similarity_picks_the_quantile():
+    id_f = torch.eye(3)
+    cands = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    # candidate 0 has cosines [1, 0, 0] -> 50% quantile 0, 100% quantile 1
+    assert percentile_similarity(cands, id_f, 1.0).tolist() == [1.0, 1.0]
+    assert percentile_similarity(cands, id_f, 0.5).tolist() == [0.0, 0.0]
+
+
+def test_id_names_are_filtered_case_insensitively():
+    assert without_id_names(["Cat", "dog ", "car"], ("cat", "Dog")) == ["car"]
+
+
+def test_bank_cache_export_import_round_trip(tmp_path):
+    cache_a, cache_b = ArtifactCache(tmp_path / "a"), ArtifactCache(tmp_path / "b")
+    calls = []
+
+    def compute() -> LabelBank:
+        calls.append(1)
+        return LabelBank(labels=["x", "y"], generator="g", params={"n": 2})
+
+    bank = cached_bank(cache_a, "k" * 64, compute)
+    again = cached_bank(cache_a, "k" * 64, compute)
+    assert len(calls) == 1 and again.labels == bank.labels
+    shared = export_bank(cache_a, "kkkk", tmp_path / "shared.json")
+    key, imported = import_bank(cache_b, shared)
+    assert key == "k" * 64
+    assert cached_bank(cache_b, key, compute).labels == ["x", "y"] and len(calls) == 1
+
+
+def test_labels_cli(tmp_path):
+    cache = ArtifactCache(tmp_path / "c")
+    cached_bank(cache, "ab" * 32, lambda: LabelBank(["tree"], "g"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["labels", "list", "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0 and "abab" in result.output
+    result = runner.invoke(app, ["labels", "show", "abab", "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0 and "tree" in result.output
+    result = runner.invoke(app, ["labels", "show", "zz", "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "No label bank 'zz'" in result.output
+
+
+def test_negative_labels_help_on_the_colour_suite(registry, colour_suite, tmp_path):
+    from oodbench.runner import RunRequest, run
+    from oodbench.types import RunContext
+
+    words = tmp_path / "negatives.txt"
+    words.write_text("yellow\nmagenta\ngrey\nred\n")  # "red" is an ID name: must be dropped
+    method = tmp_path / "neg.yaml"
+    method.write_text(f"name: neg-file\nlabel_generator: {{name: file, params: {{path: {words}}}}}"
+                      f"\nscorer: {{name: neglabel, params: {{id_template: ''}}}}\n")
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+    neg = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
+    mcm = run(RunRequest("mcm", str(colour_suite)), ctx, registry)
+    assert neg["labels"]["count"] == 3
+    # the near-OOD colours are now labels of their own: their images put mass on them
+    assert neg["metrics"]["secondary"]["auroc"] >= mcm["metrics"]["secondary"]["auroc"]
+    assert neg["metrics"]["secondary"]["fpr95"] == 0.0
+    hist = neg["curves"]["secondary"]
+    assert sum(hist["ood_hist"][: len(hist["ood_hist"]) // 2]) == 30  # all OOD in the low half
+
+
+def test_neglabel_mining_on_wordnet(registry, colour_suite, tmp_path):
+    from oodbench.labels import wordnet
+    from oodbench.runner import RunRequest, run
+    from oodbench.types import RunContext
+
+    try:
+        wordnet.wordnet_dir()
+    except Exception as exc:
+        pytest.skip(f"WordNet not installed ({exc})")
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+    params = {"max_per_pool": "400", "ngroup": "10"}
+    record = run(RunRequest("neglabel", str(colour_suite), params=params), ctx, registry)
+    # 15 % of each pool of 400 candidates
+    assert record["labels"]["count"] == 60 + 60
+    again = run(RunRequest("neglabel", str(colour_suite), params=params), ctx, registry)
+    assert again["cache"]["texts_encoded"] == 0  # bank and embeddings come from the cache
