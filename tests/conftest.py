@@ -31,7 +31,10 @@ class _TestPlugin:
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """No test sees another's registry, cache or results."""
+    """No test sees another's registry, cache or results; downloaded data stays shared."""
+    from oodbench.paths import data_dir
+
+    monkeypatch.setenv("OODBENCH_DATA", str(data_dir()))
     monkeypatch.setenv("OODBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("OODBENCH_LOAD_PLUGINS", "")
     reset_registry()

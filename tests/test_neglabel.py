@@ -72,7 +72,7 @@ def test_bank_cache_export_import_round_trip(tmp_path):
     assert len(calls) == 1 and again.labels == bank.labels
     shared = export_bank(cache_a, "kkkk", tmp_path / "shared.json")
     key, imported = import_bank(cache_b, shared)
-    assert key == "k" * 64
+    assert key == "k" * 64 and imported.params == {"n": 2}
     assert cached_bank(cache_b, key, compute).labels == ["x", "y"] and len(calls) == 1
 
 

@@ -82,24 +82,30 @@ def normalise_pixels(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+def _conv_bn(cin: int, cout: int, stride: int, kernel: int = 3) -> nn.Sequential:
+    pad = 1 if kernel == 3 else 0
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        nn.Conv2d(cin, cout, kernel, stride, pad, bias=False), nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
 class ImageTower(nn.Module):
-    """A small VGG-style CNN: 64x64 RGB -> 4x4 feature map -> pooled -> 384-d projection."""
+    """A small CNN: 64x64 RGB -> 4x4 patch stem (16x16) -> two stride-2 stages (4x4) -> 1x1
+    head -> mean pool -> 384-d projection. Sized so that training fits 2 CPU cores."""
 
     def __init__(self, widths: Sequence[int] = (32, 64, 128, 256), embed_dim: int = EMBED_DIM):
         super().__init__()
-        layers: list[nn.Module] = [_conv_bn(3, widths[0], 2)]  # 64 -> 32
-        cin = widths[0]
-        for w in widths[1:]:  # each stage halves the resolution: 32 -> 16 -> 8 -> 4
+        stem, *stages, head = widths
+        # a 4x4 stride-4 patch stem: full-resolution convolutions cost too much on the CPU
+        layers: list[nn.Module] = [_conv_bn(3, stem, 4, kernel=4)]
+        cin = stem
+        for w in stages:  # each stage halves the resolution: 16 -> 8 -> 4
             layers += [_conv_bn(cin, w, 2), _conv_bn(w, w, 1)]
             cin = w
+        layers.append(_conv_bn(cin, head, 1, kernel=1))
         self.features = nn.Sequential(*layers)
-        self.proj = nn.Linear(cin, embed_dim)
+        self.proj = nn.Linear(head, embed_dim)
         self.widths = tuple(widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -266,11 +266,13 @@ def main() -> None:
     parser.add_argument("--samples-per-epoch", type=int, default=12000)
     parser.add_argument("--no-docs", action="store_true", help="skip README.md / SHA256SUMS")
     args = parser.parse_args()
+    started = time.time()
     summary = train_mini(args.data_dir, args.out, args.epochs, args.seed,
                          samples_per_epoch=args.samples_per_epoch)
     from oodbench.mini.evaluate import evaluate_suites
 
     summary["zero_shot"] = evaluate_suites(args.out, args.data_dir)
+    summary["total_wall_s"] = round(time.time() - started, 1)
     print(json.dumps(summary, indent=1))
     if not args.no_docs:
         import shlex
