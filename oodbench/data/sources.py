@@ -102,10 +102,14 @@ def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
     files: list[Path] = []
     labels: list[int] = []
     if classes is None:
-        files = _list_images(root)
+        subdirs = spec.get("class_dirs")  # an OOD set made of some class folders (hard OOD)
+        files = ([f for sub in subdirs for f in _list_images(root / str(sub))]
+                 if isinstance(subdirs, list) else _list_images(root))
         labels = [-1] * len(files)
     else:
         class_dirs = spec.get("class_dirs") or list(classes)
+        if class_dirs == "sorted":  # torchvision ImageFolder order (ImageNet: sorted wnids)
+            class_dirs = sorted(p.name for p in root.iterdir() if p.is_dir())
         if len(class_dirs) != len(classes):
             raise OODBenchError(f"Dataset {name!r}: class_dirs has {len(class_dirs)} entries "
                                 f"for {len(classes)} classes.")
@@ -152,7 +156,8 @@ def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
     try:
         ds = datasets.load_dataset(dataset_id, spec.get("config"), split=split)
     except (ConnectionError, OSError, ValueError) as exc:
-        if "offline" in str(exc).lower() or "connect" in str(exc).lower() or \
+        text = str(exc).lower()
+        if "offline" in text or "connect" in text or "reach" in text or \
                 os.environ.get("HF_HUB_OFFLINE"):
             raise OfflineError(
                 f"Dataset {name!r}: cannot load Hugging Face dataset {dataset_id!r} "

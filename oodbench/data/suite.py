@@ -81,6 +81,34 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return data
 
 
+def _named_list(value: Any, base: Path, where: str) -> list[str]:
+    """A list given inline, as ``{file: relative/path.txt}`` (one per line) or a named set."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, dict) and "file" in value:
+        file = base / str(value["file"])
+        if not file.exists():
+            raise OODBenchError(f"{where}: list file {file} does not exist.")
+        return [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if isinstance(value, dict) and value.get("from") == "open_clip-imagenet":
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        return list(IMAGENET_CLASSNAMES)
+    if value == "openai-80":
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+        return [template("{}") for template in OPENAI_IMAGENET_TEMPLATES]
+    raise OODBenchError(f"{where}: expected a list, {{file: PATH}}, {{from: open_clip-imagenet}}"
+                        f" or openai-80, got {value!r}.")
+
+
+def _resolve_class_dirs(source: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
+    dirs = source.get("class_dirs")
+    if dirs is None or isinstance(dirs, list) or dirs == "sorted":
+        return source
+    return {**source, "class_dirs": _named_list(dirs, base, where)}
+
+
 def load_suite(path: Path) -> Suite:
     path = Path(path)
     data = _read(path)
@@ -92,10 +120,11 @@ def load_suite(path: Path) -> Suite:
         return mapping[key]
 
     id_part = need(data, "id", "the top level")
-    classes = need(id_part, "classes", "id")
-    if not isinstance(classes, list) or not classes:
+    classes = _named_list(need(id_part, "classes", "id"), path.parent, f"{where} id.classes")
+    if not classes:
         raise OODBenchError(f"{where}: id.classes must be a non-empty list of class names.")
-    prompts = data.get("prompts") or ["a photo of a {}."]
+    prompts = _named_list(data.get("prompts") or ["a photo of a {}."], path.parent,
+                          f"{where} prompts")
     for p in prompts:
         if "{}" not in p:
             raise OODBenchError(f"{where}: prompt {p!r} has no '{{}}' placeholder for the class.")
@@ -107,8 +136,8 @@ def load_suite(path: Path) -> Suite:
         group = item.get("group", "far")
         if group not in GROUPS:
             raise OODBenchError(f"{where}: ood[{i}].group must be near or far, got {group!r}.")
-        ood_sets.append(OODSet(str(need(item, "name", f"ood[{i}]")), group,
-                               dict(need(item, "source", f"ood[{i}]"))))
+        source = _resolve_class_dirs(dict(need(item, "source", f"ood[{i}]")), path.parent, where)
+        ood_sets.append(OODSet(str(need(item, "name", f"ood[{i}]")), group, source))
     names = [s.name for s in ood_sets]
     if len(set(names)) != len(names):
         raise OODBenchError(f"{where}: OOD set names must be unique, got {names}.")
@@ -124,8 +153,9 @@ def load_suite(path: Path) -> Suite:
         classes=tuple(str(c) for c in classes),
         prompts=tuple(prompts),
         id_name=str(id_part.get("name", name)),
-        id_test=dict(need(id_part, "test", "id")),
-        id_train=dict(id_part["train"]) if id_part.get("train") else None,
+        id_test=_resolve_class_dirs(dict(need(id_part, "test", "id")), path.parent, where),
+        id_train=_resolve_class_dirs(dict(id_part["train"]), path.parent, where)
+        if id_part.get("train") else None,
         ood=tuple(ood_sets),
         path=path.resolve(),
         hash=content_key(resolved),

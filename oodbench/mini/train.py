@@ -111,7 +111,7 @@ def train_mini(
     batch_size: int = 256,
     samples_per_epoch: int = 12000,
     lr: float = 3e-3,
-    category_weight: float = 0.5,
+    category_weight: float = 1.0,
     widths: tuple[int, ...] = (32, 64, 128, 256),
     log: bool = True,
 ) -> dict:
@@ -166,7 +166,7 @@ def train_mini(
             print(f"epoch {epoch + 1}/{epochs} loss {history[-1]:.4f} "
                   f"scale {log_scale.exp().item():.1f} t={time.time() - start:.0f}s", flush=True)
     tower.eval()
-    logit_scale = float(log_scale.clamp(max=math.log(100)).exp())
+    logit_scale = float(log_scale.detach().clamp(max=math.log(100)).exp())
     wall = time.time() - start
     summary = {
         "concepts": len(concepts), "categories": len(categories), "train_images": len(rows),
@@ -269,8 +269,6 @@ def main() -> None:
     started = time.time()
     summary = train_mini(args.data_dir, args.out, args.epochs, args.seed,
                          samples_per_epoch=args.samples_per_epoch)
-    from oodbench.mini.evaluate import evaluate_suites
-
     summary["zero_shot"] = evaluate_suites(args.out, args.data_dir)
     summary["total_wall_s"] = round(time.time() - started, 1)
     print(json.dumps(summary, indent=1))

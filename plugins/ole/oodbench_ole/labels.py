@@ -1,0 +1,116 @@
+"""``ole-outliers``: OLE's auxiliary outlier class labels, embedded with a prompt ensemble.
+
+The official code ships a list of 10,848 single-word English nouns without saying where it
+comes from; we do not copy it. Ours is built from WordNet 3.0, deterministically: the
+single-word, lowercase lemmas (letters and inner hyphens only) of the concrete-noun
+lexicographer files, in WordNet order, minus the ID class names (case-insensitive; the
+official code filters nothing), then a seeded subsample down to the official list's size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from oodbench.errors import MissingDataError, OODBenchError
+from oodbench.interfaces import LabelGenerator
+from oodbench.labels import wordnet
+from oodbench.labels.bank import cached_bank
+from oodbench.labels.generators import without_id_names
+from oodbench.types import LabelBank
+from oodbench_ole.templates import resolve_templates
+
+if TYPE_CHECKING:
+    from oodbench.env import MethodEnv
+
+OFFICIAL_LIST_SIZE = 10_848
+# WordNet lexicographer files of things one can see (not acts, states, cognition, time...)
+CONCRETE_LEXFILES = ["noun.animal", "noun.artifact", "noun.body", "noun.food", "noun.object",
+                     "noun.plant", "noun.substance"]
+SINGLE_WORD = re.compile(r"^[a-z]+(?:-[a-z]+)*$")
+
+
+def single_words(words: list[str]) -> list[str]:
+    """Lowercase single words (inner hyphens allowed), first occurrence order kept."""
+    return list(dict.fromkeys(w for w in words if SINGLE_WORD.match(w)))
+
+
+def subsample(words: list[str], limit: int, seed: int) -> list[str]:
+    """``limit`` words drawn with a seeded generator, kept in their original order."""
+    if limit <= 0 or limit >= len(words):
+        return list(words)
+    keep = np.sort(np.random.default_rng(seed).choice(len(words), size=limit, replace=False))
+    return [words[i] for i in keep]
+
+
+def read_word_file(path: str) -> list[str]:
+    """One label per line (blank lines and '#' comments skipped), or a label bank JSON."""
+    file = Path(path).expanduser()
+    if not path or not file.is_file():
+        raise MissingDataError(f"Outlier label file {path!r} does not exist; pass "
+                               f"-p ole-outliers.path=FILE with source=file.")
+    if file.suffix == ".json":
+        return LabelBank.load(file).labels
+    lines = (line.strip() for line in file.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+@dataclasses.dataclass
+class OLEOutliers(LabelGenerator):
+    """WordNet concrete nouns (or your list) as OLE's outlier labels, with OLE's prompt kinds."""
+
+    name = "ole-outliers"
+    description = ("OLE outlier labels: ~10.8k single-word WordNet concrete nouns minus ID "
+                   "names, embedded with 64 CLIP-style + 64 'with' prompts.")
+    source: Literal["wordnet", "file", "list"] = "wordnet"
+    path: str = ""  # source=file: one label per line, or a label bank JSON
+    words: list[str] = dataclasses.field(default_factory=list)  # source=list
+    lexfiles: list[str] = dataclasses.field(default_factory=lambda: list(CONCRETE_LEXFILES))
+    max_labels: int = OFFICIAL_LIST_SIZE  # 0 = all; else a seeded subsample of this size
+    seed: int = 42
+    # a template set name (ole128, clip64, with64, suite) or '|'-separated templates
+    templates: str = "ole128"
+
+    def __post_init__(self) -> None:
+        resolve_templates(self.templates, ["{}"])  # fail on a typo before any work
+        unknown = sorted(set(self.lexfiles) - set(wordnet.NOUN_LEXFILES.values()))
+        if unknown:
+            raise ValueError(f"unknown WordNet noun lexicographer file(s) {unknown}")
+
+    def generate(self, env: MethodEnv) -> LabelBank:
+        templates = resolve_templates(self.templates, env.suite.prompts)
+        key = env.key("labels", self.name, self.params(), templates, self._source_fingerprint())
+        return cached_bank(env.cache, key, lambda: self._build(env), env.log)
+
+    def _source_fingerprint(self) -> str:
+        """A file's content is part of the key: editing the list gives a new bank."""
+        file = Path(self.path).expanduser()
+        if self.source != "file" or not file.is_file():
+            return ""
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+
+    def _build(self, env: MethodEnv) -> LabelBank:
+        if self.source == "wordnet":
+            candidates = single_words(wordnet.lemmas("n", set(self.lexfiles)))
+            origin = f"WordNet 3.0 ({', '.join(self.lexfiles)})"
+        elif self.source == "file":
+            candidates, origin = read_word_file(self.path), self.path
+        else:
+            candidates, origin = list(self.words), "list"
+        candidates = list(dict.fromkeys(candidates))
+        allowed = without_id_names(candidates, env.suite.classes)
+        labels = subsample(allowed, self.max_labels, self.seed)
+        if not labels:
+            raise OODBenchError(f"{self.name}: no outlier labels left from {origin} after "
+                                f"removing the ID class names.")
+        removed = len(candidates) - len(allowed)
+        env.log(f"{self.name}: {len(labels)} outlier labels ({len(candidates)} candidates, "
+                f"{removed} removed as ID names)")
+        return LabelBank(labels=labels, generator=self.name, params=self.params(), source=origin,
+                         templates=resolve_templates(self.templates, env.suite.prompts),
+                         meta={"candidates": len(candidates), "removed_id_names": removed})
