@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from oodbench import hookimpl
+from oodbench.backbones.hf import HFCLIPBackbone
 from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.hookspecs import Register
 
@@ -19,6 +20,10 @@ PRESETS = {
 @hookimpl
 def register_backbones(register: Register) -> None:
     register(OpenCLIPBackbone)
+    register(HFCLIPBackbone)
+    register(HFCLIPBackbone, name="hf-siglip-b16",
+             defaults={"model_id": "google/siglip-base-patch16-224"},
+             description="SigLIP ViT-B/16 via transformers (sigmoid loss: temperatures differ).")
     for name, (defaults, description) in PRESETS.items():
         register(OpenCLIPBackbone, name=name, defaults=defaults, description=description)
     try:

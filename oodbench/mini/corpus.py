@@ -56,13 +56,15 @@ OPENCLIPART_RULES: dict[str, tuple[str, str] | None] = {
     "animals": ("animal", "animal"), "animals/mammals": ("mammal", "mammal"),
     "animals/birds": ("bird", "bird"), "animals/bugs": ("insect", "insect"),
     "animals/fish": ("fish", "fish"), "animals/amphibian": ("amphibian", "frog"),
-    "animals/dinosaurs": ("dinosaur", "dinosaur"), "animals/fantasy": ("fantasy creature", "dragon"),
+    "animals/dinosaurs": ("dinosaur", "dinosaur"),
+    "animals/fantasy": ("fantasy creature", "dragon"),
     "food": ("food", "food"), "food/fruit": ("fruit", "fruit"),
     "food/desserts": ("dessert", "dessert"), "food/beverages": ("drink", "drink"),
     "food/meats_and_eggs": ("food", "meat"), "food/breads_and_carbs": ("food", "bread"),
     "food/vegetables": ("vegetable", "vegetable"), "food/dairy": ("food", "cheese"),
     "transportation": ("transport", "traffic"), "transportation/vehicles": ("vehicle", "car"),
-    "transportation/boating": ("boat", "boat"), "transportation/roadsigns": ("road sign", "road sign"),
+    "transportation/boating": ("boat", "boat"),
+    "transportation/roadsigns": ("road sign", "road sign"),
     "transportation/aiga-symbols": ("symbol", "transport symbol"),
     "plants": ("plant", "plant"), "plants/flowers": ("flower", "flower"),
     "plants/trees": ("tree", "tree"),
@@ -346,7 +348,8 @@ def _convert(job: tuple[str, bytes, str]) -> str | None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         img.save(out, optimize=False)
         return digest
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # truncated or odd files: skip, never abort
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        # truncated or odd files: skip, never abort
         return None
 
 

@@ -117,9 +117,9 @@ def fetch_offline(data_dir: Path | None = None, force: bool = False) -> Path:
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     target = root / "offline"
     manifest = target / "manifest.json"
-    if not force and manifest.exists() and (target / "catalog.jsonl").exists():
-        if json.loads(manifest.read_text()) == _manifest():
-            return target
+    built = manifest.exists() and (target / "catalog.jsonl").exists()
+    if not force and built and json.loads(manifest.read_text()) == _manifest():
+        return target
     downloads = root / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".offline-", dir=root))

@@ -197,7 +197,7 @@ def write_weights_docs(out_path: Path, summary: dict, command: str) -> None:
         "Produced by (2 CPU cores, no GPU):", "", "```", command, "```", "",
         "Training log summary:", "", "```json", json.dumps(summary, indent=1), "```", "",
         "`reference_similarity.json` holds image x text similarities of synthetic images for the",
-        "regression test; regenerate it with `python -m oodbench.mini.reference`.", "",
+        "regression test; regenerate it with `python -m oodbench.mini.train --reference-only`.", "",
     ]
     (folder / "README.md").write_text("\n".join(lines))
 
@@ -229,8 +229,8 @@ def evaluate_suite(backbone, suite: dict, data_dir: Path | None = None) -> dict:
         return sims.softmax(-1).max(-1).values, sims.argmax(-1)
 
     id_score, pred = mcm(_encode_paths(backbone, paths))
-    result: dict = {"id_images": len(paths), "id_acc": round(float((pred == labels).float().mean()), 4),
-                    "ood": {}}
+    acc = float((pred == labels).float().mean())
+    result: dict = {"id_images": len(paths), "id_acc": round(acc, 4), "ood": {}}
     for ood in suite.get("ood", []):
         ood_paths, _ = load_offline_source(ood["source"], data_dir)
         ood_score, _ = mcm(_encode_paths(backbone, ood_paths))
@@ -257,6 +257,62 @@ def evaluate_suites(weights: Path | str = "", data_dir: Path | None = None) -> d
             for f in sorted(SUITES_DIR.glob("offline-*.yaml"))}
 
 
+REFERENCE_TEXTS = (
+    "a photo of a red circle.", "a photo of a blue square.", "a photo of a cat.",
+    "a photo of a car.", "a drawing of a yellow star.", "a photo of a t-shirt.",
+)
+REFERENCE_FILE = DEFAULT_WEIGHTS.parent / "reference_similarity.json"
+
+
+def synthetic_images() -> list[Image.Image]:
+    """A few deterministic drawn images (no data download) for the regression reference."""
+    from PIL import ImageDraw
+
+    images = []
+    specs = (("ellipse", (220, 30, 30), "white"), ("rect", (30, 60, 220), "white"),
+             ("star", (240, 200, 20), "white"), ("tshirt", (200, 200, 200), "black"))
+    for shape, colour, bg in specs:
+        img = Image.new("RGB", (96, 80), bg)
+        d = ImageDraw.Draw(img)
+        if shape == "ellipse":
+            d.ellipse((18, 10, 78, 70), fill=colour)
+        elif shape == "rect":
+            d.rectangle((20, 12, 76, 68), fill=colour)
+        elif shape == "star":
+            pts = [(48 + (30 if i % 2 == 0 else 12) * math.cos(math.pi / 5 * i - math.pi / 2),
+                    40 + (30 if i % 2 == 0 else 12) * math.sin(math.pi / 5 * i - math.pi / 2))
+                   for i in range(10)]
+            d.polygon(pts, fill=colour)
+        else:
+            d.polygon([(28, 12), (40, 8), (56, 8), (68, 12), (84, 28), (72, 36), (66, 30), (66, 72),
+                       (30, 72), (30, 30), (24, 36), (12, 28)], fill=colour)
+        images.append(img)
+    return images
+
+
+def reference_similarity(backbone) -> list[list[float]]:
+    """Cosine similarities [synthetic images x REFERENCE_TEXTS] under ``backbone``."""
+    pre = backbone.preprocess()
+    img = backbone.encode_images(torch.stack([pre(i) for i in synthetic_images()]))
+    txt = backbone.encode_texts(list(REFERENCE_TEXTS))
+    return (img @ txt.T).tolist()
+
+
+def write_reference(weights: Path | str = "", path: Path | None = None) -> dict:
+    """Store the reference similarity matrix that tests/test_mini.py checks to 1e-4."""
+    from oodbench.mini.model import MiniBackbone
+
+    torch.set_num_threads(2)
+    backbone = MiniBackbone(weights=str(weights))
+    backbone.load(torch.device("cpu"))
+    path = path or backbone.weights_path.parent / REFERENCE_FILE.name
+    ref = {"fingerprint": backbone.fingerprint(), "texts": list(REFERENCE_TEXTS),
+           "images": "oodbench.mini.train.synthetic_images()",
+           "similarity": [[round(v, 6) for v in row] for row in reference_similarity(backbone)]}
+    Path(path).write_text(json.dumps(ref, indent=1) + "\n")
+    return ref
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train the mini backbone's image tower.")
     parser.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
@@ -265,7 +321,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples-per-epoch", type=int, default=12000)
     parser.add_argument("--no-docs", action="store_true", help="skip README.md / SHA256SUMS")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only (re)write reference_similarity.json for the --out weights")
     args = parser.parse_args()
+    if args.reference_only:
+        print(json.dumps(write_reference(args.out), indent=1))
+        return
     started = time.time()
     summary = train_mini(args.data_dir, args.out, args.epochs, args.seed,
                          samples_per_epoch=args.samples_per_epoch)
@@ -278,6 +339,7 @@ def main() -> None:
 
         command = "python -m oodbench.mini.train " + shlex.join(sys.argv[1:])
         write_weights_docs(args.out, summary, command)
+        write_reference(args.out)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,12 @@ class ToyBackbonePlugin:
         register(ToyColourBackbone)
 
 
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The user's data folder (with WordNet, if fetched), as it was before isolation."""
+    return REAL_DATA_DIR
+
+
 @pytest.fixture(autouse=True)
 def _ole_isolated(tmp_path, monkeypatch):
     """No test sees another's registry, cache, results or WordNet tables."""

@@ -8,9 +8,15 @@ import random
 import numpy as np
 import pytest
 import torch
-
-from oodbench_ole.prototypes import (HOPGConfig, assemble, boundary_indices, cluster,
-                                     in_between, normalize_rows, refine)
+from oodbench_ole.prototypes import (
+    HOPGConfig,
+    assemble,
+    boundary_indices,
+    cluster,
+    in_between,
+    normalize_rows,
+    refine,
+)
 from oodbench_ole.scorer import ole_score
 
 

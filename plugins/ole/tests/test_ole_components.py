@@ -1,0 +1,168 @@
+"""OLE's components one by one: templates, outlier labels, the prototype fine-tuner, params."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from oodbench_ole import prototypes as proto_module
+from oodbench_ole.finetuner import OLEPrototypes
+from oodbench_ole.labels import OFFICIAL_LIST_SIZE, OLEOutliers
+from oodbench_ole.scorer import OLEScorer
+from oodbench_ole.templates import NAMED, resolve_templates
+
+from oodbench.errors import OODBenchError, ParameterError
+from oodbench.labels import wordnet
+from oodbench.types import TextHead
+
+
+# -- templates -----------------------------------------------------------------------------------
+def test_template_sets_have_the_papers_two_kinds_of_64():
+    clip, with_ = NAMED["clip64"], NAMED["with64"]
+    assert len(clip) == len(set(clip)) == 64 and len(with_) == len(set(with_)) == 64
+    assert NAMED["ole128"] == clip + with_
+    assert all(x.count("{}") == 1 and "'" not in x for x in NAMED["ole128"])
+    assert all(" with " in x for x in with_) and not any(" with " in x for x in clip)
+
+
+def test_template_specs_resolve_or_fail_early():
+    assert resolve_templates("suite", ["a {}."]) == ["a {}."]
+    assert resolve_templates("a {}.|the {}!", []) == ["a {}.", "the {}!"]
+    with pytest.raises(ValueError, match="unknown template set"):
+        resolve_templates("ole-128", [])
+    with pytest.raises(ParameterError):
+        OLEOutliers.from_params({"templates": "nonsense"})
+
+
+# -- outlier labels ------------------------------------------------------------------------------
+def test_wordnet_outliers_are_single_word_concrete_nouns_minus_id_names(fake_wordnet, make_env):
+    env = make_env(classes=("Dog", "piano keys"))
+    bank = OLEOutliers().generate(env)
+    # noun.cognition ("idea") is not concrete; multi-word, capitalised and digit lemmas go;
+    # "dog" is dropped case-insensitively (the ID class is "Dog"), only once despite 2 synsets
+    assert bank.labels == ["cat", "zebra", "hammer", "claw-hammer", "piano", "pianoforte",
+                           "apple"]
+    assert bank.templates == NAMED["ole128"]
+    assert bank.meta["removed_id_names"] == 1 and bank.meta["candidates"] == 8
+    assert "WordNet" in bank.source
+
+
+def test_outlier_subsample_is_seeded_ordered_and_cached(fake_wordnet, make_env):
+    env = make_env()
+    small = OLEOutliers(max_labels=3).generate(env)
+    assert small.labels == OLEOutliers(max_labels=3).generate(make_env()).labels
+    everything = OLEOutliers(max_labels=0).generate(env).labels
+    assert len(small.labels) == 3
+    assert small.labels == [w for w in everything if w in small.labels]  # WordNet order kept
+    other = OLEOutliers(max_labels=3, seed=1).generate(env).labels
+    assert set(other) <= set(everything)
+    assert OLEOutliers(lexfiles=["noun.food"]).generate(env).labels == ["apple"]
+
+
+def test_outliers_from_a_list_or_a_file(tmp_path, make_env):
+    env = make_env(classes=("red",))
+    bank = OLEOutliers(source="list", words=["Red", "cyan", "cyan", "grey"]).generate(env)
+    assert bank.labels == ["cyan", "grey"]
+    words = tmp_path / "words.txt"
+    words.write_text("# my outliers\ncyan\n\nRED\nteal\n")
+    bank = OLEOutliers(source="file", path=str(words), templates="suite").generate(env)
+    assert bank.labels == ["cyan", "teal"] and bank.templates == ["a photo of a {}."]
+    words.write_text("cyan\n")  # a new file content gives a new bank, not a stale cache hit
+    assert OLEOutliers(source="file", path=str(words)).generate(env).labels == ["cyan"]
+    with pytest.raises(OODBenchError):
+        OLEOutliers(source="list", words=["red"]).generate(env)
+
+
+def test_real_wordnet_gives_the_official_list_size(monkeypatch, make_env, real_data_dir):
+    if not (real_data_dir / "wordnet" / "usr" / "share" / "wordnet" / "data.noun").exists() \
+            and not (wordnet.SYSTEM_DIR / "data.noun").exists():
+        pytest.skip("WordNet 3.0 is absent: run `oodbench data fetch-wordnet`")
+    monkeypatch.setenv("OODBENCH_DATA", str(real_data_dir))
+    wordnet.load_synsets.cache_clear()
+    bank = OLEOutliers().generate(make_env(classes=("dog", "Piano", "hammer")))
+    assert len(bank.labels) == OFFICIAL_LIST_SIZE == len(set(bank.labels))
+    assert not {"dog", "piano", "hammer"} & set(bank.labels)
+    assert bank.meta["candidates"] > 15_000  # ~18.4k single-word concrete nouns
+
+
+# -- prototype fine-tuner ------------------------------------------------------------------------
+def _head(rng: np.random.Generator, n_labels: int = 60, dim: int = 6) -> TextHead:
+    ids = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(4, dim)) + 2.0), dim=-1)
+    extra = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(n_labels, dim))),
+                                          dim=-1)
+    return TextHead(ids.float(), ["a", "b", "c", "d"], extra.float(),
+                    [f"w{i}" for i in range(n_labels)])
+
+
+def test_finetuner_replaces_extra_labels_and_caches_prototypes(make_env, monkeypatch):
+    head = _head(np.random.default_rng(0))
+    env = make_env(classes=head.id_labels)
+    tuner = OLEPrototypes(n_prototypes=20, covariance="kmeans", id_covariance="kmeans",
+                          id_templates="head", quantile=0.3)
+    out = tuner.finetune(env, head, None)
+    notes = env.notes["ole-prototypes"]
+    assert notes["prototypes"] == 20 and notes["labels"] == 60
+    assert out.extra_features.shape == (notes["outliers"], 6)
+    assert len(out.extra_labels) == notes["outliers"] >= 1
+    assert out.extra_labels[0].startswith("prototype-")
+    assert torch.equal(out.id_features, head.id_features)  # "head": ID embeddings untouched
+    assert torch.allclose(out.extra_features.norm(dim=1), torch.ones(notes["outliers"]))
+    assert len(list((env.cache.root / "ole").glob("*/*.npy"))) == 1
+
+    def no_clustering(*args, **kwargs):
+        raise AssertionError("prototypes should come from the cache")
+
+    monkeypatch.setattr("oodbench_ole.finetuner.cluster", no_clustering)
+    again = tuner.finetune(make_env(classes=head.id_labels), head, None)
+    assert torch.equal(again.extra_features, out.extra_features)
+    assert again.extra_labels == out.extra_labels
+
+
+def test_finetuner_cache_key_follows_the_label_embeddings(make_env):
+    rng = np.random.default_rng(0)
+    env = make_env(classes=["a", "b", "c", "d"])
+    tuner = OLEPrototypes(n_prototypes=5, covariance="kmeans", id_covariance="kmeans",
+                          id_templates="head")
+    tuner.finetune(env, _head(rng), None)
+    tuner.finetune(env, _head(rng), None)  # other labels: a second cache entry
+    assert len(list((env.cache.root / "ole").glob("*/*.npy"))) == 2
+
+
+def test_finetuner_uses_the_template_ensemble_for_id_and_clamps_small_sets(make_env):
+    head = _head(np.random.default_rng(2), n_labels=3, dim=5)
+    seen = {}
+    new_ids = torch.nn.functional.normalize(torch.ones(4, 5) + torch.eye(4, 5), dim=-1)
+
+    def id_features(templates=None):
+        seen["templates"] = templates
+        return new_ids
+
+    env = make_env(classes=head.id_labels)
+    env.id_text_features = id_features
+    out = OLEPrototypes(covariance="full").finetune(env, head, None)  # K = 500 -> 3
+    assert seen["templates"] == NAMED["ole128"]
+    assert torch.equal(out.id_features, new_ids)
+    assert env.notes["ole-prototypes"]["prototypes"] == 3
+    assert env.notes["ole-prototypes"]["kept_prototypes"] >= 1
+
+
+def test_finetuner_needs_outlier_labels(make_env):
+    head = TextHead(torch.eye(3), ["a", "b", "c"])
+    with pytest.raises(OODBenchError, match="label generator"):
+        OLEPrototypes(id_templates="head").finetune(make_env(), head, None)
+
+
+@pytest.mark.parametrize("params", [{"covariance": "bogus"}, {"quantile": "2"},
+                                    {"lambda_max": "0.1", "lambda_min": "0.2"},
+                                    {"n_prototypes": "0"}])
+def test_bad_parameters_are_parameter_errors(params):
+    with pytest.raises(ParameterError):
+        OLEPrototypes.from_params(params)
+
+
+def test_parameters_parse_from_cli_strings():
+    tuner = OLEPrototypes.from_params({"covariance": "kmeans", "generate": "false",
+                                       "n_prototypes": "50"})
+    assert (tuner.covariance, tuner.generate, tuner.n_prototypes) == ("kmeans", False, 50)
+    assert OLEScorer.from_params({"scale": "100"}).scale == 100.0
+    assert proto_module.HOPGConfig().per_component == 30

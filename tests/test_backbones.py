@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import string
+
+import pytest
+import torch
+from PIL import Image
+
+from oodbench.backbones.hf import HFCLIPBackbone
+from oodbench.backbones.openclip import OpenCLIPBackbone
+from oodbench.errors import MissingDataError, OfflineError, OODBenchError
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_clip(tmp_path_factory):
+    """A random tiny transformers CLIP saved to disk with a character-level tokenizer."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-hf-clip")
+    chars = list(string.ascii_lowercase + string.digits + ".,' ")
+    vocab = {tok: i for i, tok in enumerate(
+        ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    config = CLIPConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "max_position_embeddings": 77, "eos_token_id": 1, "bos_token_id": 0,
+                     "pad_token_id": 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 16},
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32},
+                                         crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def test_hf_clip_from_local_folder(tiny_hf_clip):
+    backbone = HFCLIPBackbone(model_id=str(tiny_hf_clip))
+    backbone.load(torch.device("cpu"))
+    assert backbone.embed_dim == 16
+    pixels = torch.stack([backbone.preprocess()(Image.new("RGB", (50, 40), c))
+                          for c in ("red", "blue")])
+    images = backbone.encode_images(pixels)
+    texts = backbone.encode_texts(["a photo of a cat.", "a dog"])
+    assert images.shape == (2, 16) and texts.shape == (2, 16)
+    assert torch.allclose(images.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert str(tiny_hf_clip) in backbone.fingerprint()
+
+
+def test_hf_missing_local_folder_is_clear(tmp_path):
+    with pytest.raises(MissingDataError, match="does not exist"):
+        HFCLIPBackbone(model_id=str(tmp_path / "nope")).load(torch.device("cpu"))
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """HF_HUB_OFFLINE as a user sets it (the hub library reads it once, at import)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_hf_offline_hub_is_one_line(hub_offline):
+    with pytest.raises(OfflineError, match="Cannot load Hugging Face model") as info:
+        HFCLIPBackbone(model_id="openai/clip-vit-base-patch16").load(torch.device("cpu"))
+    assert "\n" not in str(info.value) and "model_id=/local/folder" in str(info.value)
+
+
+def test_openclip_offline_pretrained_is_one_line(hub_offline, tiny_clip_config):
+    with pytest.raises(OfflineError, match="--weights PATH") as info:
+        OpenCLIPBackbone(model="ViT-B-32-quickgelu", pretrained="openai").load(
+            torch.device("cpu"))
+    assert "\n" not in str(info.value)
+
+
+def test_openclip_unknown_model(tiny_clip_config):
+    with pytest.raises(OODBenchError, match="no model 'not-a-model'"):
+        OpenCLIPBackbone(model="not-a-model", pretrained="").load(torch.device("cpu"))
+
+
+def test_openclip_missing_weights_file(tmp_path):
+    with pytest.raises(MissingDataError, match="does not exist"):
+        OpenCLIPBackbone(weights=str(tmp_path / "x.pt")).load(torch.device("cpu"))

@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import oodbench
+from oodbench import leaderboard
+from oodbench.leaderboard_cli import leaderboard_app
+from oodbench.runner import RunRequest, run
+from oodbench.types import RunContext
+
+REPO = Path(__file__).resolve().parents[1]
+SETS = {"birds": ("near", 0.40, 0.90), "flags": ("far", 0.10, 0.97)}
+
+
+def fake_record(method: str, sets: dict[str, tuple[str, float, float]] | None = None,
+                suite: str = "offline-toy", backbone: str = "mini", convention: str = "paper",
+                source: str = "offline", id_accuracy: float = 0.8) -> dict[str, Any]:
+    """A small valid record: ``sets`` maps OOD set -> (group, FPR95, AUROC)."""
+    sets = sets or SETS
+    metrics = {name: {"group": g, "auroc": a, "fpr95": f, "aupr_in": a, "aupr_out": a,
+                      "n_id": 10, "n_ood": 10} for name, (g, f, a) in sets.items()}
+    groups = {}
+    for group in ("near", "far"):
+        members = [m for m in metrics.values() if m["group"] == group]
+        if members:
+            groups[group] = {k: sum(m[k] for m in members) / len(members)
+                             for k in ("auroc", "fpr95", "aupr_in", "aupr_out")}
+    curve = {"edges": [0.0, 0.5, 1.0], "id_hist": [1, 3], "ood_hist": [3, 1],
+             "roc_fpr": [0.0, 0.25, 1.0], "roc_tpr": [0.0, 0.9, 1.0]}
+    return {"schema": "oodbench.result/1", "method": method, "params": {method: {"t": 1.0}},
+            "suite": {"name": suite, "version": 1, "hash": "ab" * 32, "task": "far"},
+            "backbone": {"name": backbone, "params": {}, "fingerprint": "fp"},
+            "source": source, "metrics": metrics, "groups": groups,
+            "id_accuracy": id_accuracy, "fpr_convention": convention,
+            "curves": {name: curve for name in sets},
+            "environment": {"oodbench": "0.1.0", "git_revision": "0123456789abcdef+dirty"},
+            "seed": 0, "created": "2026-01-02T03:04:05+00:00", "timings": {"total": 1.0}}
+
+
+def write(folder: Path, name: str, record: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(record if isinstance(record, str) else json.dumps(record))
+    return path
+
+
+@pytest.fixture
+def board(tmp_path) -> Path:
+    """leaderboard/ with two offline records of one suite."""
+    results = tmp_path / "lb" / "results"
+    write(results, "mcm.json", fake_record("mcm"))
+    write(results, "energy.json", fake_record("energy", {"birds": ("near", 0.2, 0.85),
+                                                        "flags": ("far", 0.3, 0.99)}))
+    return tmp_path / "lb"
+
+
+def cli(*args: str):
+    app = typer.Typer()
+    app.add_typer(leaderboard_app, name="leaderboard")
+    return CliRunner().invoke(app, ["leaderboard", *args])
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in ("README.md", "index.html")}
+
+
+def test_build_twice_gives_identical_bytes(board, tmp_path):
+    result = cli("build", "--results", str(board / "results"), "--out", str(board))
+    assert result.exit_code == 0, result.output
+    first = files(board)
+    leaderboard.build(board / "results", tmp_path / "again")
+    assert files(tmp_path / "again") == first
+    assert leaderboard.build(board / "results", board) and files(board) == first
+    assert cli("check", "--results", str(board / "results"), "--out",
+               str(board)).exit_code == 0
+
+
+def test_check_detects_an_edited_readme_and_an_edited_record(board):
+    leaderboard.build(board / "results", board)
+    readme = board / "README.md"
+    original = readme.read_text()
+    readme.write_text(original.replace("mcm", "mcm-tuned", 1))
+    result = cli("check", "--results", str(board / "results"), "--out", str(board))
+    assert result.exit_code == 1
+    assert "README.md differs" in result.output and "leaderboard build" in result.output
+    readme.write_text(original)
+    record = json.loads((board / "results" / "mcm.json").read_text())
+    record["metrics"]["flags"]["auroc"] = 0.5
+    write(board / "results", "mcm.json", record)
+    result = cli("check", "--results", str(board / "results"), "--out", str(board))
+    assert result.exit_code == 1 and "index.html differs" in result.output
+    (board / "index.html").unlink()
+    assert "index.html is missing" in cli("check", "--results", str(board / "results"),
+                                          "--out", str(board)).output
+
+
+def test_invalid_records_are_named_and_skipped(board):
+    write(board / "results", "broken.json", "{not json")
+    bad = fake_record("msp")
+    bad["metrics"]["flags"]["auroc"] = 7.0
+    write(board / "results", "bad.json", bad)
+    result = cli("build", "--results", str(board / "results"), "--out", str(board))
+    assert result.exit_code == 0
+    assert "broken.json" in result.output and "bad.json" in result.output
+    readme = (board / "README.md").read_text()
+    skipped = readme.split("## Skipped records")[1]
+    assert "`bad.json`: metrics['flags'].auroc is not a number in [0, 1]" in skipped
+    assert "`broken.json`: not readable JSON" in skipped
+    assert "| msp |" not in readme  # never averaged into a table
+
+
+def test_conventions_and_sources_never_share_a_table(tmp_path):
+    results = tmp_path / "results"
+    write(results, "a.json", fake_record("mcm"))
+    write(results, "b.json", fake_record("mcm", convention="openood"))
+    write(results, "c.json", fake_record("mcm", suite="imagenet-far", source="real"))
+    board = leaderboard.collect(results)
+    keys = [(t.source, t.suite, t.convention) for t in board.tables]
+    assert keys == [("offline", "offline-toy", "openood"), ("offline", "offline-toy", "paper"),
+                    ("real", "imagenet-far", "paper")]
+    assert all(len(t.entries) == 1 for t in board.tables)
+    readme = leaderboard.render_markdown(board)
+    offline, real = readme.split("## Real suites")
+    assert "### offline-toy · FPR95 convention: openood" in offline
+    assert "### offline-toy · FPR95 convention: paper" in offline
+    assert "imagenet-far" in real and "imagenet-far" not in offline
+
+
+def test_best_value_of_each_column_is_marked(board):
+    readme = leaderboard.render_markdown(leaderboard.collect(board / "results"))
+    rows = {line.split("|")[2].strip(): line for line in readme.splitlines()
+            if re.match(r"\| \d \|", line)}
+    # energy: birds FPR 20 (best) AUROC 85; flags FPR 30, AUROC 99 (best); mcm the others
+    assert "| **20.00** / 85.00 | 30.00 / **99.00** |" in rows["energy"]
+    assert "| 40.00 / **90.00** | **10.00** / 97.00 |" in rows["mcm"]
+    assert list(rows) == ["mcm", "energy"]  # ranked by mean AUROC: 93.5 > 92.0
+    html = leaderboard.render(leaderboard.collect(board / "results"))["index.html"]
+    # two per OOD set, two per group average; none for ID acc, where both rows tie
+    assert html.count('class="num best"') == 4 + 4
+
+
+def test_reported_numbers_get_their_own_labelled_tables(board):
+    (board / "reported.yaml").write_text(
+        "tables:\n"
+        "  - title: CLIP ViT-B/16, ImageNet-1K far\n"
+        "    source: published\n"
+        "    columns: [iNaturalist, average]\n"
+        "    rows:\n"
+        "      - {method: MCM, tag: '[2nd]', values: {iNaturalist: [30.91, 94.61]}}\n")
+    built = leaderboard.build(board / "results", board, leaderboard.default_reported(
+        board / "results"))
+    assert built.reported
+    readme = (board / "README.md").read_text()
+    measured, reported = readme.split("## Reported (not measured here)")
+    assert "MCM" not in measured and "| MCM (reported) | 30.91 / 94.61 | – | [2nd] |" in reported
+    assert "Reported (not measured here)" in (board / "index.html").read_text()
+    (board / "reported.yaml").write_text("tables: 3\n")
+    result = cli("build", "--results", str(board / "results"), "--out", str(board))
+    assert result.exit_code == 1 and "reported.yaml" in result.output
+
+
+def test_html_page_needs_no_network(board):
+    html = leaderboard.render(leaderboard.collect(board / "results"))["index.html"]
+    without_ns = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "http://" not in without_ns and "https://" not in without_ns
+    assert "<script src" not in html and "<link" not in html
+    assert html.count("<svg") == 2 + 2 * 2  # one ROC per set, one histogram per row x set
+
+
+def test_missing_results_folder_is_a_one_line_error(tmp_path):
+    result = cli("build", "--results", str(tmp_path / "nope"), "--out", str(tmp_path))
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_runner_records_build_and_check(registry, colour_suite, tmp_path):
+    results = tmp_path / "results"
+    ctx = RunContext(cache_dir=tmp_path / "cache", batch_size=16)
+    for method in ("mcm", "energy"):
+        run(RunRequest(method, str(colour_suite), output_dir=results), ctx, registry)
+    board = leaderboard.build(results, tmp_path)
+    assert [e.method for e in board.tables[0].entries] == ["energy", "mcm"]
+    assert board.tables[0].sets == [("secondary", "near"), ("grey", "far")]
+    html = (tmp_path / "index.html").read_text()
+    assert html.count("<path d=\"M") > 4  # ROC and histogram paths from the records' curves
+    assert leaderboard.check(results, tmp_path)[1] == []
+
+
+def _ci_module():
+    spec = importlib.util.spec_from_file_location("leaderboard_ci",
+                                                  REPO / "scripts" / "leaderboard_ci.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ci_script_updates_then_compares_within_tolerance(registry, colour_suite, tmp_path,
+                                                           capsys):
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    text = colour_suite.read_text().replace("name: colours", "name: offline-colours")
+    (suites / "offline-colours.yaml").write_text(text)
+
+    class Suites:
+        @oodbench.hookimpl
+        def register_suites(self, register):
+            register(suites)
+
+    registry.add_plugin(Suites(), "ci-suites")
+    ci = _ci_module()
+    out = tmp_path / "lb"
+    args = ["--results", str(out / "results"), "--out", str(out), "--suites", "offline-colours",
+            "--methods", "mcm,energy"]
+    assert ci.main([*args, "--update"], registry=registry) == 0
+    assert sorted(p.name for p in (out / "results").iterdir()) == [
+        "energy--offline-colours--toy-colour.json", "mcm--offline-colours--toy-colour.json"]
+    assert ci.main(args, registry=registry) == 0
+    assert "total" in capsys.readouterr().out
+
+    path = out / "results" / "mcm--offline-colours--toy-colour.json"
+    record = json.loads(path.read_text())
+    record["metrics"]["grey"]["auroc"] -= 0.004  # within the tolerance ...
+    record["id_accuracy"] -= 0.1  # ... this is not
+    path.write_text(json.dumps(record))
+    leaderboard.build(out / "results", out)
+    write(out / "results", "msp--offline-colours--toy-colour.json",
+          {**record, "method": "gone"})
+    leaderboard.build(out / "results", out)
+    assert ci.main(args + ["--methods", "mcm,energy,gone"], registry=registry) == 1
+    report = capsys.readouterr().out
+    assert "id_accuracy: committed" in report and "grey.auroc" not in report
+    assert "msp--offline-colours--toy-colour.json: extra committed record" in report

