@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "oodbench.backbones.plugin",
     "oodbench.data.plugin",
     "oodbench.labels.plugin",
+    "oodbench.generative.llm_plugin",
 )
 
 KIND_PLURAL = {

@@ -154,3 +154,50 @@ def noun_synsets_of(word: str, root: Path | None = None) -> list[Synset]:
     key = word.lower()
     return [s for s in load_synsets(root)["n"].values()
             if key in (w.lower() for w in s.words)]
+
+
+@functools.lru_cache(maxsize=2)
+def noun_index(root: Path | None = None) -> dict[str, tuple[int, list[int]]]:
+    """lemma -> (tagged sense count, synset offsets in sense-frequency order), from index.noun."""
+    root = root or wordnet_dir()
+    out: dict[str, tuple[int, list[int]]] = {}
+    with open(root / "index.noun", encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.startswith("  "):
+                continue
+            fields = line.split()
+            synset_count, pointer_count = int(fields[2]), int(fields[3])
+            tagged = int(fields[5 + pointer_count])
+            offsets = [int(x) for x in fields[6 + pointer_count : 6 + pointer_count + synset_count]]
+            out[fields[0].replace("_", " ")] = (tagged, offsets)
+    return out
+
+
+def first_noun_sense(word: str, root: Path | None = None) -> Synset | None:
+    """The most frequent noun sense of ``word`` (or of its last word, e.g. "fire engine")."""
+    index, nouns = noun_index(root), load_synsets(root)["n"]
+    for key in (word.lower().strip(), word.lower().split()[-1] if word.split() else ""):
+        if key in index:
+            for offset in index[key][1]:
+                if offset in nouns:
+                    return nouns[offset]
+    return None
+
+
+@functools.lru_cache(maxsize=2)
+def hyponyms(root: Path | None = None) -> dict[int, list[int]]:
+    """Inverse of the hypernym relation: noun offset -> its direct hyponyms."""
+    children: dict[int, list[int]] = {}
+    for synset in load_synsets(root)["n"].values():
+        for parent in synset.hypernyms:
+            children.setdefault(parent, []).append(synset.offset)
+    return children
+
+
+def ancestors(offset: int, root: Path | None = None) -> dict[int, int]:
+    """Every hypernym ancestor -> its depth from the top of the hierarchy (root = 0)."""
+    out: dict[int, int] = {}
+    for path in hypernym_paths(offset, root):
+        for depth, node in enumerate(reversed(path)):
+            out[node] = min(depth, out.get(node, depth))
+    return out

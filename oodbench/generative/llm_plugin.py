@@ -1,0 +1,24 @@
+"""Registers the text LLM backends and the envision label generator."""
+
+from __future__ import annotations
+
+from oodbench import hookimpl
+from oodbench.generative.labels import EnvisionLabels
+from oodbench.generative.text import OpenAIEndpointGenerator, TransformersTextGenerator, qwen_path
+from oodbench.hookspecs import Register
+
+
+@hookimpl
+def register_text_generators(register: Register) -> None:
+    register(TransformersTextGenerator)
+    register(OpenAIEndpointGenerator)
+    register(TransformersTextGenerator, name="qwen2.5-coder-1.5b",
+             defaults={"model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "gguf_file": str(qwen_path()),
+                       "prefill": "- ", "repetition_penalty": 1.1},
+             description="Offline real LLM: Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF "
+                         "(oodbench data fetch-llm); weak at near-OOD prompts.")
+
+
+@hookimpl
+def register_label_generators(register: Register) -> None:
+    register(EnvisionLabels)

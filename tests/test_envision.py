@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pytest
+
+import oodbench
+from oodbench.generative import TextGenerator
+from oodbench.generative import prompts as P
+from oodbench.runner import RunRequest, run
+from oodbench.types import RunContext
+
+# answers recorded from small local LLMs (OFFLINE_ASSETS / research notes), kept messy
+MESSY = {
+    "- Polar bear\n- Parrot\n- Giraffe": ["polar bear", "parrot", "giraffe"],
+    "These 3 items are:\n1. Black stone\n2) mountain (landscape)\n3. Ginkgo Tree.":
+        ["black stone", "mountain", "ginkgo tree"],
+    "Sure! Here are some: lion, tiger, snow leopard": ["lion", "tiger", "snow leopard"],
+    "- 4x4 truck, sports car with a trailer, racecar": ["4x4 truck", "racecar"],
+    "* **Rapeseed** - a yellow crop\n* river": ["rapeseed", "river"],
+    "Broad categories: animals, vehicles\n- sports car\n- sports car": ["sports car",
+                                                                        "sports car"],
+    "- - - - - -": [],
+}
+
+
+@pytest.mark.parametrize("answer, expected", list(MESSY.items()))
+def test_parse_list_answer(answer, expected):
+    assert P.parse_list_answer(answer) == expected
+
+
+def test_eoe_filters():
+    ids = ["sports car", "Husky dog"]
+    raw = ["Sports Car", "gray wolf", "gray wolf", "car wash", "dog bed", "truck"]
+    assert P.eoe_filter(raw, ids) == ["gray wolf", "car wash", "dog bed", "truck"]
+    assert P.eoe_filter(raw, ids, near=True) == ["gray wolf", "truck"]
+    assert P.eoe_filter(raw, ids, near=True, word_overlap=False) == [
+        "gray wolf", "car wash", "dog bed", "truck"]
+
+
+def test_prompts_carry_counts_and_names():
+    assert "[cat], [dog]" in P.far_prompt(["cat", "dog"], 50) and "50" in P.far_prompt(["x"], 50)
+    chat = P.near_chat("cat", 3, with_image=True)
+    assert chat[-1]["content"].startswith("Given the image category [cat] and this image")
+    assert len(chat) == 2 * len(P.NEAR_EXAMPLES) + 1
+    assert "kinds of food" in P.fine_prompt(["pizza"], "food", 10)
+    assert len(P.prompts_hash()) == 16
+
+
+@dataclasses.dataclass
+class ScriptedLLM(TextGenerator):
+    """Answers from a script, counting calls: the LLM path without a model."""
+
+    name = "scripted"
+    calls: int = 0
+
+    def generate(self, prompts: Sequence[list[dict[str, str]]]) -> list[str]:
+        type(self).total += len(prompts)
+        out = []
+        for chat in prompts:
+            text = chat[-1]["content"]
+            if "Summarise them" in text:
+                out.append("- colours\n- paints")
+            elif "more categories" in text:
+                out.append("- magenta\n- grey")
+            elif "Given the image category" in text:
+                out.append("- yellow\n- red wine\n- orange")
+            else:
+                out.append("These are:\n- Yellow\n- red\n- cyan (a colour)")
+        return out
+
+    total = 0
+
+
+class ScriptedPlugin:
+    @oodbench.hookimpl
+    def register_text_generators(self, register):
+        register(ScriptedLLM)
+
+
+def test_envision_with_an_llm_is_cached_and_filtered(registry, colour_suite, tmp_path):
+    registry.add_plugin(ScriptedPlugin(), "scripted")
+    method = tmp_path / "eoe.yaml"
+    method.write_text("name: eoe-test\nlabel_generator: {name: envision, params: "
+                      "{envisioner: scripted, far_labels: 4, per_turn: 2}}\nscorer: mcm\n")
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+    ScriptedLLM.total = 0
+    record = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
+    # far: broad (1 call) + 2 turns until 4 distinct names; "red" is an ID name: dropped
+    assert ScriptedLLM.total == 3
+    assert record["labels"]["count"] == 4  # yellow, cyan, magenta, grey
+    assert record["labels"]["meta"]["task"] == "far"
+    run(RunRequest(str(method), str(colour_suite)), ctx, registry)
+    assert ScriptedLLM.total == 3  # the second run reuses the cached bank: no LLM call
+    near = run(RunRequest(str(method), str(colour_suite), params={"task": "near"}), ctx,
+               registry)
+    # per ID class "yellow", "red wine", "orange"; "red wine" shares the word "red": dropped
+    assert near["labels"]["count"] == 2
+
+
+def test_knowledge_envisioner_on_wordnet(registry, colour_suite, tmp_path):
+    from oodbench.labels import wordnet
+
+    try:
+        wordnet.wordnet_dir()
+    except Exception as exc:
+        pytest.skip(f"WordNet not installed ({exc})")
+    method = tmp_path / "eoe.yaml"
+    method.write_text("name: eoe-k\nlabel_generator: {name: envision, params: {far_labels: 30}}"
+                      "\nscorer: mcm\n")
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+    record = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
+    meta = record["labels"]["meta"]
+    assert meta["envisioner"] == "knowledge:wordnet-3.0"
+    assert 0 < record["labels"]["count"] <= 30
+    fine = run(RunRequest(str(method), str(colour_suite), params={"task": "fine-grained"}), ctx,
+               registry)
+    assert fine["labels"]["count"] > 0
