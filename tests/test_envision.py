@@ -117,3 +117,95 @@ def test_knowledge_envisioner_on_wordnet(registry, colour_suite, tmp_path):
     fine = run(RunRequest(str(method), str(colour_suite), params={"task": "fine-grained"}), ctx,
                registry)
     assert fine["labels"]["count"] > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_causal_lm(tmp_path_factory):
+    """A random tiny Llama with a word-level tokenizer and a chat template (no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    words = ["[PAD]", "[UNK]", "<eos>", "user", "assistant", ":", "-", "cat", "dog", "list",
+             "three", "animals", "red", "blue"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                   eos_token="<eos>")
+    fast.chat_template = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }}\n"
+                          "{% endfor %}{% if add_generation_prompt %}assistant :{% endif %}")
+    fast.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=128, pad_token_id=0, eos_token_id=2)
+    import torch
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_transformers_llm_backend_runs_batched_and_prefilled(tiny_causal_lm):
+    from oodbench.generative.text import TransformersTextGenerator
+
+    llm = TransformersTextGenerator(model=str(tiny_causal_lm), max_new_tokens=4, prefill="- ",
+                                    batch_size=2, device="cpu")
+    chats = [[{"role": "user", "content": "list three animals"}],
+             [{"role": "user", "content": "red"}], [{"role": "user", "content": "blue cat"}]]
+    answers = llm.generate(chats)
+    assert len(answers) == 3 and all(a.startswith("- ") for a in answers)
+    assert llm.render(chats[0]).endswith("assistant :- ")
+    assert answers == llm.generate(chats)  # greedy: deterministic
+
+
+def test_llm_missing_model_is_one_line(tmp_path):
+    from oodbench.errors import MissingDataError
+    from oodbench.generative.text import TransformersTextGenerator
+
+    with pytest.raises(MissingDataError, match="fetch-llm"):
+        TransformersTextGenerator(gguf_file=str(tmp_path / "x.gguf")).generate([[]])
+
+
+def test_endpoint_unreachable_is_one_line():
+    from oodbench.errors import OfflineError
+    from oodbench.generative.text import OpenAIEndpointGenerator
+
+    llm = OpenAIEndpointGenerator(base_url="http://127.0.0.1:9/v1", timeout_s=2)
+    with pytest.raises(OfflineError, match="Cannot reach LLM endpoint"):
+        llm.generate([[{"role": "user", "content": "hi"}]])
+
+
+def test_endpoint_round_trip_on_loopback(monkeypatch):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from oodbench.generative.text import OpenAIEndpointGenerator
+
+    seen = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.update(auth=self.headers.get("Authorization"), body=body, path=self.path)
+            reply = json.dumps({"choices": [{"message": {"content": "- owl\n- kite"}}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(reply.encode())
+
+        def log_message(self, *args):
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("TEST_LLM_KEY", "secret")
+        llm = OpenAIEndpointGenerator(base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                                      model="m", api_key_env="TEST_LLM_KEY")
+        assert llm.generate([[{"role": "user", "content": "birds?"}]]) == ["- owl\n- kite"]
+    finally:
+        server.shutdown()
+    assert seen["path"] == "/v1/chat/completions" and seen["auth"] == "Bearer secret"
+    assert seen["body"]["temperature"] == 0.0 and "secret" not in llm.identity()
