@@ -1,0 +1,1 @@
+"""EOE and MM-OOD for oodbench."""

@@ -1,0 +1,27 @@
+"""Registers EOE's scorer and the eoe method (MM-OOD's components join them here)."""
+
+from __future__ import annotations
+
+from oodbench import ComponentRef, MethodSpec, hookimpl
+from oodbench.hookspecs import Register
+from oodbench_mmood.score import EOEScorer
+
+EOE_REFERENCE = ("Cao et al., Envisioning Outlier Exposure by Large Language Models for "
+                 "Out-of-Distribution Detection, ICML 2024")
+
+
+@hookimpl
+def register_scorers(register: Register) -> None:
+    register(EOEScorer)
+
+
+@hookimpl
+def register_methods(register: Register) -> None:
+    register(MethodSpec(
+        name="eoe",
+        description="EOE: LLM-envisioned outlier labels (offline default: the WordNet "
+                    "envisioner), score max ID p − 0.25·max outlier p.",
+        label_generator=ComponentRef("envision"),
+        scorer=ComponentRef("eoe"),
+        reference=EOE_REFERENCE,
+    ))
