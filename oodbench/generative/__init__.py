@@ -41,6 +41,17 @@ class ImageDescriber(Component):
     def describe(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
         """One answer per (image, prompt) pair."""
 
+    def bind(self, env: object) -> None:
+        """Give the describer the run (backbone, caches); model-backed describers ignore it."""
+
+    @abstractmethod
+    def context(self, images: Sequence[Image.Image], subjects: Sequence[str]) -> list[str]:
+        """Per image, what it shows besides ``subjects[i]`` (a short comma-separated answer)."""
+
+    @abstractmethod
+    def propose(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[list[str]]:
+        """Per (image, prompt), the parsed outlier labels the describer proposes."""
+
     def identity(self) -> str:
         return f"{self.name}:{self.params()}"
 

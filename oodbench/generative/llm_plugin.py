@@ -1,10 +1,11 @@
-"""Registers the text LLM backends and the envision label generator."""
+"""Registers the text LLM and MLLM backends and the envision label generator."""
 
 from __future__ import annotations
 
 from oodbench import hookimpl
 from oodbench.generative.labels import EnvisionLabels
 from oodbench.generative.text import OpenAIEndpointGenerator, TransformersTextGenerator, qwen_path
+from oodbench.generative.vision import TransformersDescriber, VocabularyDescriber
 from oodbench.hookspecs import Register
 
 
@@ -17,6 +18,15 @@ def register_text_generators(register: Register) -> None:
                        "prefill": "- ", "repetition_penalty": 1.1},
              description="Offline real LLM: Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF "
                          "(oodbench data fetch-llm); weak at near-OOD prompts.")
+
+
+@hookimpl
+def register_image_describers(register: Register) -> None:
+    register(TransformersDescriber)
+    register(TransformersDescriber, name="qwen2-vl-7b",
+             defaults={"model": "Qwen/Qwen2-VL-7B-Instruct"},
+             description="Qwen2-VL-7B-Instruct via transformers (needs the hub or a local copy).")
+    register(VocabularyDescriber)
 
 
 @hookimpl
