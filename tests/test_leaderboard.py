@@ -108,6 +108,7 @@ def test_invalid_records_are_named_and_skipped(board):
     bad = fake_record("msp")
     bad["metrics"]["flags"]["auroc"] = 7.0
     write(board / "results", "bad.json", bad)
+    write(board / "results", "odd.json", {**fake_record("odd"), "groups": [], "params": 3})
     result = cli("build", "--results", str(board / "results"), "--out", str(board))
     assert result.exit_code == 0
     assert "broken.json" in result.output and "bad.json" in result.output
@@ -115,6 +116,7 @@ def test_invalid_records_are_named_and_skipped(board):
     skipped = readme.split("## Skipped records")[1]
     assert "`bad.json`: metrics['flags'].auroc is not a number in [0, 1]" in skipped
     assert "`broken.json`: not readable JSON" in skipped
+    assert "`odd.json`: groups is not an object; params is not an object" in skipped
     assert "| msp |" not in readme  # never averaged into a table
 
 
@@ -235,7 +237,7 @@ def test_ci_script_updates_then_compares_within_tolerance(registry, colour_suite
     write(out / "results", "msp--offline-colours--toy-colour.json",
           {**record, "method": "gone"})
     leaderboard.build(out / "results", out)
-    assert ci.main(args + ["--methods", "mcm,energy,gone"], registry=registry) == 1
+    assert ci.main([*args, "--methods", "mcm,energy,gone"], registry=registry) == 1
     report = capsys.readouterr().out
     assert "id_accuracy: committed" in report and "grey.auroc" not in report
     assert "msp--offline-colours--toy-colour.json: extra committed record" in report

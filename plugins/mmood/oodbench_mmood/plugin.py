@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from oodbench import ComponentRef, MethodSpec, hookimpl
 from oodbench.hookspecs import Register
+from oodbench_mmood.labels import MMOODLabels
 from oodbench_mmood.score import EOEScorer
 
 EOE_REFERENCE = ("Cao et al., Envisioning Outlier Exposure by Large Language Models for "
@@ -16,6 +17,11 @@ def register_scorers(register: Register) -> None:
 
 
 @hookimpl
+def register_label_generators(register: Register) -> None:
+    register(MMOODLabels)
+
+
+@hookimpl
 def register_methods(register: Register) -> None:
     register(MethodSpec(
         name="eoe",
@@ -24,4 +30,12 @@ def register_methods(register: Register) -> None:
         label_generator=ComponentRef("envision"),
         scorer=ComponentRef("eoe"),
         reference=EOE_REFERENCE,
+    ))
+    register(MethodSpec(
+        name="mmood",
+        description="MM-OOD: outlier labels from a multimodal LLM shown ID train images (near) "
+                    "and generated outlier images (far); EOE's score.",
+        label_generator=ComponentRef("mmood-labels"),
+        scorer=ComponentRef("eoe"),
+        reference="Vision Also You Need: multimodal LLM outlier labels (MM-OOD), 2026",
     ))
