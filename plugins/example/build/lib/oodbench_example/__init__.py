@@ -1,1 +1,0 @@
-"""A minimal oodbench plugin (see plugin.py)."""
