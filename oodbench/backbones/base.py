@@ -58,6 +58,14 @@ class Backbone(Component, ABC):
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Texts (already formatted prompts) -> [N, D] L2-normalised embeddings (no grad)."""
 
+    def encode_images_differentiable(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] RGB in [0, 1] (any size) -> [N, D] normalised embeddings, WITH gradients.
+
+        Optional: guided synthesis (SynOOD's offline classifier) needs it. Resizing and
+        normalisation happen on tensors here, so gradients reach the input images.
+        """
+        raise NotImplementedError(f"backbone {self.name!r} has no differentiable image path")
+
     def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """[N, C, H, W] -> [N, P, D] normalised local (patch) embeddings, for GL-MCM-style scores.
 

@@ -99,6 +99,18 @@ class OpenCLIPBackbone(Backbone):
             feats = self._loaded.encode_image(pixels.to(self.device))
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
+    def encode_images_differentiable(self, images: torch.Tensor) -> torch.Tensor:
+        size = self._loaded.visual.image_size
+        size = size if isinstance(size, tuple | list) else (size, size)
+        x = torch.nn.functional.interpolate(images, size=tuple(size), mode="bicubic",
+                                            align_corners=False, antialias=True)
+        mean = torch.tensor(self._loaded.visual.image_mean or (0.48145466, 0.4578275, 0.40821073),
+                            device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self._loaded.visual.image_std or (0.26862954, 0.26130258, 0.27577711),
+                           device=x.device).view(1, 3, 1, 1)
+        feats = self._loaded.encode_image((x - mean) / std)
+        return torch.nn.functional.normalize(feats.float(), dim=-1)
+
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self._tokenizer(list(texts)).to(self.device)
         with torch.no_grad():

@@ -1,0 +1,1 @@
+"""SynOOD for oodbench: synthesize near-boundary OOD images, then fine-tune CLIP's views."""

@@ -1,0 +1,16 @@
+"""Negative-label mining: each synthetic image gets its arg-max label in the negative bank."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def mine_labels(image_features: torch.Tensor, label_features: torch.Tensor,
+                chunk: int = 4096) -> np.ndarray:
+    """Index of the most similar label per image (argmax of the softmax = argmax of cos)."""
+    out = []
+    for start in range(0, image_features.shape[0], chunk):
+        sims = image_features[start : start + chunk].float() @ label_features.float().T
+        out.append(sims.argmax(dim=1))
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)

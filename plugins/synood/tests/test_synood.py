@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from oodbench_synood.guidance import (
+    effective_margin,
+    energy_guidance_score,
+    guidance_loss,
+    guided_inpaint,
+    noise_gradient,
+)
+from oodbench_synood.mining import mine_labels
+from oodbench_synood.train import train_label_features, train_projection
+
+import oodbench
+from oodbench.generative import ImageGenerator
+from oodbench.runner import RunRequest, run
+from oodbench.types import RunContext
+
+
+def test_guidance_score_is_max_at_uniform():
+    uniform = torch.zeros(1, 10)
+    peaked = torch.tensor([[5.0] + [0.0] * 9])
+    assert energy_guidance_score(uniform).item() == pytest.approx(-np.log(10))
+    assert energy_guidance_score(peaked).item() < energy_guidance_score(uniform).item()
+
+
+def test_gradient_step_lowers_the_id_confidence():
+    """A toy linear classifier on the 'decoded' latent: one update must flatten its softmax."""
+    weights = torch.tensor([[3.0, 0.0], [0.0, 3.0], [-1.0, -1.0]])
+
+    def classifier(images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)[:, :2] @ weights.T
+
+    latent = torch.tensor([[[[0.9]], [[0.1]]]])  # confidently class 0
+    margin = effective_margin(-5.0, 3)  # the paper's m scaled to 3 classes: unreachable
+    assert margin > -np.log(3)
+    grad, _ = noise_gradient(lambda z: z, classifier, latent, margin=margin)
+    updated = latent - 0.1 * grad
+    before = torch.softmax(classifier(latent), 1).max().item()
+    after = torch.softmax(classifier(updated), 1).max().item()
+    assert after < before
+    assert guidance_loss(classifier(updated), margin) < guidance_loss(classifier(latent), margin)
+    # the paper's absolute m = -5 with only 3 classes would push towards confident ID instead
+    wrong, _ = noise_gradient(lambda z: z, classifier, latent, margin=-5.0)
+    assert torch.softmax(classifier(latent - 0.1 * wrong), 1).max().item() > before
+
+
+@dataclasses.dataclass
+class RecordingInpainter:
+    """denoise = image latents + 0.1·noise; records what each iteration started from."""
+
+    starts: list = dataclasses.field(default_factory=list)
+    resolution: int = 4
+
+    def noise(self, batch: int, seed: int) -> torch.Tensor:
+        return torch.randn(batch, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
+
+    def encode(self, images):
+        return images * 2 - 1
+
+    def denoise(self, image_latents, noise, prompts, strength, steps, guidance):
+        self.starts.append((image_latents.clone(), noise.clone()))
+        return image_latents + 0.1 * noise
+
+    def decode(self, latents):
+        return (latents + 1) / 2
+
+
+def test_restarts_from_the_original_image_with_updated_noise():
+    inpainter = RecordingInpainter()
+    images = torch.rand(2, 3, 4, 4)
+
+    def classifier(x):
+        return torch.stack([x[:, 0].mean((1, 2)) * 5, x[:, 1].mean((1, 2))], dim=1)
+
+    noise = inpainter.noise(2, 0)
+    out, scores = guided_inpaint(inpainter, classifier, images, ["a", "b"], noise, 3, -5.0,
+                                 10.0, 0.6, 20, 8.0)
+    assert len(inpainter.starts) == 3 and len(scores) == 3
+    for image_latents, _ in inpainter.starts:  # always the original image
+        assert torch.equal(image_latents, images * 2 - 1)
+    assert not torch.equal(inpainter.starts[0][1], inpainter.starts[1][1])  # noise was updated
+    assert out.shape == images.shape
+    plain = RecordingInpainter()
+    guided_inpaint(plain, classifier, images, ["a", "b"], noise, 3, -5.0, 0.0, 0.6, 20, 8.0)
+    assert torch.equal(plain.starts[0][1], plain.starts[2][1])  # r = 0: the ablation
+
+
+def test_mining_picks_the_most_similar_label():
+    labels = torch.eye(3)
+    images = torch.tensor([[0.1, 0.9, 0.0], [0.0, 0.2, 0.8]])
+    assert mine_labels(images, labels).tolist() == [1, 2]
+
+
+def test_fine_tuners_learn_on_toy_data():
+    torch.manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    targets = torch.randint(0, 6, (256,))
+    feats = torch.nn.functional.normalize(text[targets] + 0.8 * torch.randn(256, 8), dim=1)
+    model, log = train_projection(feats, targets, text, epochs=6, batch=32)
+    assert log.losses[-1] < log.losses[0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) == 8 * 8 + 8 + 2 * 8
+    tuned, log_b = train_label_features(feats, targets, text, epochs=6, batch=32)
+    assert log_b.losses[-1] < log_b.losses[0]
+    assert tuned.dtype == torch.float32 and tuned.shape == text.shape
+    assert torch.allclose(tuned.norm(dim=1), torch.ones(6), atol=1e-5)
+
+
+@dataclasses.dataclass
+class FakeInpaintGenerator(ImageGenerator):
+    """Pixel-space 'diffusion': the start is image + noise, denoise shrinks the noise."""
+
+    name = "fake-inpaint"
+    resolution: int = 8
+
+    def text_to_image(self, prompts, seeds):
+        raise NotImplementedError
+
+    def noise(self, batch, seed):
+        return torch.randn(batch, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+    def encode(self, images):
+        return images * 2 - 1
+
+    def denoise(self, image_latents, noise, prompts, strength, steps, guidance):
+        FakeInpaintGenerator.calls += 1
+        return (image_latents + strength * 0.5 * noise).clamp(-1, 1)
+
+    def decode(self, latents):
+        return (latents + 1) / 2
+
+    calls = 0
+
+
+class FakePlugin:
+    @oodbench.hookimpl
+    def register_image_generators(self, register):
+        register(FakeInpaintGenerator)
+
+
+@pytest.fixture
+def synood_registry(registry):
+    from oodbench_synood import plugin
+
+    registry.add_plugin(plugin, "synood", "oodbench-synood")
+    registry.add_plugin(FakePlugin(), "fakes")
+    return registry
+
+
+def _method(tmp_path, words):
+    method = tmp_path / "synood.yaml"
+    method.write_text(
+        "name: synood-test\n"
+        f"label_generator: {{name: file, params: {{path: {words}}}}}\n"
+        "synthesizer: {name: synood-inpaint, params: {inpainter: fake-inpaint, per_class: 4, "
+        "describer: scripted-describer, batch_size: 3}}\n"
+        "finetuners: [{name: synood-projection, params: {epochs: 2}}, "
+        "{name: synood-label-tuning, params: {epochs: 2}}]\n"
+        "scorer: {name: neglabel, params: {id_template: 'a nice {}', ngroup: 2}}\n")
+    return method
+
+
+@dataclasses.dataclass
+class ScriptedDescriber(oodbench.generative.ImageDescriber):
+    name = "scripted-describer"
+
+    def describe(self, images, prompts):
+        return ["grass, sky"] * len(images)
+
+    def context(self, images, subjects):
+        return ["grass, sky, a fence and a very long list of other things that goes on"] * len(
+            images)
+
+    def propose(self, images, prompts):
+        return [["grass"]] * len(images)
+
+
+class DescriberPlugin:
+    @oodbench.hookimpl
+    def register_image_describers(self, register):
+        register(ScriptedDescriber)
+
+
+def test_synood_end_to_end_resumes_and_reuses(synood_registry, colour_suite, tmp_path,
+                                              monkeypatch):
+    synood_registry.add_plugin(DescriberPlugin(), "describer")
+    words = tmp_path / "neg.txt"
+    words.write_text("yellow\nmagenta\ncyan\ngrey\norange\npurple\n")
+    method = _method(tmp_path, words)
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+    from oodbench_synood import synthesizer as synth_module
+
+    real_save = synth_module.atomic_write
+    saved = {"n": 0}
+
+    def interrupting(path, write):
+        saved["n"] += 1
+        if saved["n"] > 6:  # 12 images are selected; stop after 6
+            raise KeyboardInterrupt
+        real_save(path, write)
+
+    monkeypatch.setattr(synth_module, "atomic_write", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunRequest(str(method), str(colour_suite)), ctx, synood_registry)
+    monkeypatch.setattr(synth_module, "atomic_write", real_save)
+    FakeInpaintGenerator.calls = 0
+    record = run(RunRequest(str(method), str(colour_suite)), ctx, synood_registry)
+    # only the 6 missing images were made, 3 guided iterations each
+    assert FakeInpaintGenerator.calls == 2 * 3
+    notes = record["notes"]
+    assert notes["synood_images"]["count"] == 12
+    assert notes["synood_stage_a"]["synthetic_images"] == 12
+    assert len(notes["synood_stage_b"]["losses"]) == 2
+    assert "synthesize" in record["timings"] and "finetune" in record["timings"]
+    FakeInpaintGenerator.calls = 0
+    again = run(RunRequest(str(method), str(colour_suite)), ctx, synood_registry)
+    assert FakeInpaintGenerator.calls == 0 and again["cache"]["images_encoded"] == 0
+    assert again["metrics"] == record["metrics"]
