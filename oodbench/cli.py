@@ -98,6 +98,9 @@ def run(
     fpr_convention: Annotated[str, typer.Option(help="paper (ID recall 95%) or openood.")] =
         "paper",
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    rerun_from: Annotated[str | None, typer.Option(
+        "--rerun-from", help="Recompute this stage and the later ones instead of reusing their "
+                             "cache: labels, synthesize or finetune.")] = None,
 ) -> None:
     """Run one method on one suite and write a result record."""
     with user_errors():
@@ -116,7 +119,12 @@ def run(
         if dtype != "auto" and dtype not in dtypes:
             raise OODBenchError(f"--dtype must be auto or one of {', '.join(dtypes)}.")
         chosen = dtypes.get(dtype, torch.float16 if dev.type == "cuda" else torch.float32)
+        stages = ("labels", "synthesize", "finetune")
+        if rerun_from is not None and rerun_from not in stages:
+            raise OODBenchError(f"--rerun-from must be one of {', '.join(stages)}.")
+        refresh = stages[stages.index(rerun_from):] if rerun_from else ()
         ctx = RunContext(device=dev, dtype=chosen, cache_dir=cache_dir or default_cache(),
+                         refresh=refresh,
                          seed=seed, batch_size=batch_size,
                          num_workers=RunContext.default_workers() if workers is None else workers)
         bparams = parse_param_args(backbone_param or [])

@@ -43,6 +43,10 @@ class MethodEnv:
     def device(self) -> torch.device:
         return self.ctx.device
 
+    def reuse(self, stage: str) -> bool:
+        """Whether cached artefacts of ``stage`` may be reused (False after ``--rerun-from``)."""
+        return stage not in self.ctx.refresh
+
     def rng(self, *salt: Any) -> np.random.Generator:
         """A generator seeded by the run seed and ``salt`` (same inputs, same draws)."""
         return np.random.default_rng(int(content_key(self.ctx.seed, *salt)[:12], 16))

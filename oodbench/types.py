@@ -27,6 +27,8 @@ class RunContext:
     batch_size: int = 256
     num_workers: int = 0
     offline: bool = False
+    # stages whose cached artefacts are recomputed (``--rerun-from``): labels, synthesize, finetune
+    refresh: tuple[str, ...] = ()
 
     @staticmethod
     def resolve_device(name: str) -> torch.device:

@@ -59,7 +59,8 @@ class EnvisionLabels(LabelGenerator):
         envisioner = make_envisioner(env, self.envisioner, self.llm_params, self.per_turn,
                                      self.max_turns)
         key = env.key("labels", self.name, self.params(), envisioner.identity, P.prompts_hash())
-        return cached_bank(env.cache, key, lambda: self._envision(env, envisioner), env.log)
+        return cached_bank(env.cache, key, lambda: self._envision(env, envisioner), env.log,
+                           reuse=env.reuse("labels"))
 
     def _envision(self, env: MethodEnv, envisioner: Any) -> LabelBank:
         task = resolve_task(env, self.task)

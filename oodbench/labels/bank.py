@@ -22,10 +22,10 @@ def bank_path(cache: ArtifactCache, key: str) -> Path:
 
 
 def cached_bank(cache: ArtifactCache, key: str, compute: Callable[[], LabelBank],
-                log: Callable[[str], None] = lambda _: None) -> LabelBank:
+                log: Callable[[str], None] = lambda _: None, reuse: bool = True) -> LabelBank:
     """Return the bank stored under ``key``, or compute, store (atomically) and return it."""
     path = bank_path(cache, key)
-    if path.exists():
+    if reuse and path.exists():
         try:
             bank = LabelBank.load(path)
             log(f"label bank {key[:12]} from cache ({len(bank.labels)} labels)")

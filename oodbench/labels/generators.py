@@ -96,7 +96,8 @@ class NegLabelMining(LabelGenerator):
 
     def generate(self, env: MethodEnv) -> LabelBank:
         key = env.key("labels", self.name, self.params())
-        return cached_bank(env.cache, key, lambda: self._mine(env), env.log)
+        return cached_bank(env.cache, key, lambda: self._mine(env), env.log,
+                           reuse=env.reuse("labels"))
 
     def _mine(self, env: MethodEnv) -> LabelBank:
         candidates = WordNetCandidates(self.use_adjectives, self.exclude_lexfiles,

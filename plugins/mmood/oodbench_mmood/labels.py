@@ -83,7 +83,8 @@ class MMOODLabels(LabelGenerator):
     def generate(self, env: MethodEnv) -> LabelBank:
         task = env.suite.task if self.task == "auto" else self.task
         key = env.key("labels", self.name, self.params(), task, P.prompts_hash())
-        return cached_bank(env.cache, key, lambda: self._generate(env, task), env.log)
+        return cached_bank(env.cache, key, lambda: self._generate(env, task), env.log,
+                           reuse=env.reuse("labels"))
 
     # -- pieces (each cached on its own, so changing one parameter reuses the rest) ----------
     def broad(self, env: MethodEnv) -> list[str]:

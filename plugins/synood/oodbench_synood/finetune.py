@@ -54,7 +54,7 @@ def prepare(env: MethodEnv, head: TextHead, samples: SampleSet | None) -> Prepar
 
 def _cached_tensor(env: MethodEnv, key: str, compute: Any) -> dict[str, torch.Tensor]:
     path = env.cache.path("weights", key, ".pt")
-    if path.exists():
+    if env.reuse("finetune") and path.exists():
         return torch.load(path, map_location="cpu", weights_only=True)
     value = compute()
     buffer = io.BytesIO()

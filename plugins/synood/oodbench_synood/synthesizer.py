@@ -73,7 +73,8 @@ class SynOODSynthesizer(Synthesizer):
         count = self.shard_count or _env_int("WORLD_SIZE", 1)
         index = self.shard_index if self.shard_index >= 0 else _env_int("RANK", 0)
         mine = chosen[index::count] if count > 1 else chosen
-        todo = [i for i in mine if not self._out(folder, i).with_suffix(".json").exists()]
+        todo = [i for i in mine if not env.reuse("synthesize")
+                or not self._out(folder, i).with_suffix(".json").exists()]
         if todo:
             self._make(env, train, todo, folder, inpainter, describer)
         missing = [i for i in chosen if not self._out(folder, i).with_suffix(".json").exists()]

@@ -221,3 +221,29 @@ def test_synood_end_to_end_resumes_and_reuses(synood_registry, colour_suite, tmp
     again = run(RunRequest(str(method), str(colour_suite)), ctx, synood_registry)
     assert FakeInpaintGenerator.calls == 0 and again["cache"]["images_encoded"] == 0
     assert again["metrics"] == record["metrics"]
+
+
+def test_rerun_from_finetune_keeps_images(synood_registry, colour_suite, tmp_path, monkeypatch):
+    synood_registry.add_plugin(DescriberPlugin(), "describer")
+    words = tmp_path / "neg.txt"
+    words.write_text("yellow\nmagenta\ncyan\ngrey\n")
+    method = _method(tmp_path, words)
+    run(RunRequest(str(method), str(colour_suite)), RunContext(cache_dir=tmp_path / "c"),
+        synood_registry)
+    from oodbench_synood import finetune
+
+    trained = {"n": 0}
+    real = finetune.train_projection
+
+    def counting(*args, **kwargs):
+        trained["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_projection", counting)
+    FakeInpaintGenerator.calls = 0
+    ctx = RunContext(cache_dir=tmp_path / "c", refresh=("finetune",))
+    run(RunRequest(str(method), str(colour_suite)), ctx, synood_registry)
+    assert trained["n"] == 1 and FakeInpaintGenerator.calls == 0
+    run(RunRequest(str(method), str(colour_suite)), RunContext(cache_dir=tmp_path / "c"),
+        synood_registry)
+    assert trained["n"] == 1  # cached again afterwards

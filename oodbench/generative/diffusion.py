@@ -1,0 +1,569 @@
+"""Diffusion backends: a shared latent-level API and the Hugging Face ``diffusers`` pipelines.
+
+Two needs shape this module. MM-OOD renders concepts with text-to-image (Stable Diffusion 1.5);
+SynOOD in-paints ID images and *steers the start noise* by a classifier's energy, so it needs
+more than a pipeline call: encode an image, noise it at the strength's first timestep with a
+given ε, run the denoising loop to ẑ₀, decode with gradients, and restart. Every backend
+(``diffusers`` here, ``mini-diffusion`` in :mod:`oodbench.mini.diffusion`) implements
+:class:`DiffusionGenerator`, so a guided synthesizer runs unchanged on both::
+
+    gen.load(env.device)
+    batch = gen.prepare(images, prompts)                 # z0 = encode(image), mask, text
+    eps = gen.initial_noise(batch, seeds)                # one torch.Generator per image
+    for _ in range(3):
+        z0_hat = gen.denoise(batch, eps, strength=0.6)   # add_noise(z0, eps, t_start) -> ẑ0
+        z = z0_hat.detach().requires_grad_(True)
+        x = gen.decode(z, requires_grad=True)            # fp32 pixels in [-1, 1]
+        loss = (m - energy(classifier(x))) ** 2
+        eps = eps - r * torch.autograd.grad(loss, z)[0]  # the "skip gradient"
+    images = gen.to_images(x.detach())
+
+``diffusers`` is imported only inside ``load``; importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from oodbench.errors import MissingDataError, OfflineError, ParameterError
+from oodbench.generative import ImageGenerator
+
+DType = Literal["auto", "float16", "bfloat16", "float32"]
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+# scheduler short names -> diffusers classes ("" keeps the model's own scheduler)
+SCHEDULERS = {
+    "ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler", "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler",
+}
+
+
+@dataclasses.dataclass
+class LatentBatch:
+    """One batch prepared for the latent-level loop: computed once, reused on every restart.
+
+    ``latents`` is z0 = encode(image) and ``masked_latents`` encode(image * (1 - mask)) (both
+    in the backend's latent space: VAE latents x scaling factor, or pixels for pixel models);
+    ``mask`` is 1 where the model repaints, at latent resolution; ``text`` holds the backend's
+    conditional and unconditional text states; ``size`` is the decoded (H, W).
+    """
+
+    latents: torch.Tensor
+    mask: torch.Tensor
+    masked_latents: torch.Tensor
+    text: Any
+    size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.latents.shape[0])
+
+
+def seed_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per image: the same seed gives the same noise on every device."""
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+def seeded_noise(shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
+    """[len(seeds), *shape] standard normal noise, row i drawn from ``seeds[i]`` alone."""
+    return torch.stack([torch.randn(tuple(shape), generator=g) for g in seed_generators(seeds)])
+
+
+def pixels_to_images(pixels: torch.Tensor) -> list[Image.Image]:
+    """[N, 3, H, W] in [-1, 1] -> RGB PIL images."""
+    x = ((pixels.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [Image.fromarray(a) for a in x.permute(0, 2, 3, 1).numpy()]
+
+
+def images_to_pixels(images: Sequence[Image.Image], size: tuple[int, int]) -> torch.Tensor:
+    """PIL images (any mode; transparency composited on white) -> [N, 3, H, W] in [-1, 1]."""
+    out = []
+    for img in images:
+        if img.mode in ("RGBA", "LA", "PA", "P"):
+            rgba = img.convert("RGBA")
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        img = img.convert("RGB")
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        out.append(torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1))
+    return torch.stack(out) / 127.5 - 1.0
+
+
+def masks_to_tensor(
+    masks: Sequence[Image.Image | None] | None, n: int, size: tuple[int, int]
+) -> torch.Tensor:
+    """Masks (white = repaint; None = the whole image) -> [N, 1, H, W] in {0, 1}."""
+    if masks is None:
+        masks = [None] * n
+    if len(masks) != n:
+        raise ParameterError(f"in-painting got {n} images but {len(masks)} masks.")
+    out = []
+    for m in masks:
+        if m is None:
+            out.append(torch.ones(1, *size))
+            continue
+        m = m.convert("L").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        out.append((torch.from_numpy(np.asarray(m, dtype=np.float32).copy()) >= 127.5)[None])
+    return torch.stack(out).float()
+
+
+def _check_strength(strength: float) -> None:
+    if not 0.0 < strength <= 1.0:
+        raise ParameterError(f"diffusion strength must be in (0, 1], got {strength}.")
+
+
+@dataclasses.dataclass
+class DiffusionGenerator(ImageGenerator):
+    """Text-to-image, in-painting and the latent-level API, over a UNet + scheduler + codec.
+
+    Subclasses load a model and implement ``encode`` / ``decode`` / ``_text`` /
+    ``_predict`` / ``_new_scheduler``; the denoising loop, strength and seeding live here once.
+    """
+
+    steps: int = 50
+    guidance: float = 7.5
+    strength: float = 1.0  # in-painting default: 1.0 repaints from pure noise
+    size: int = 512  # output height = width in pixels
+    batch_size: int = 4
+    negative_prompt: str = ""
+
+    _device: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    # -- what a backend provides ---------------------------------------------------------------
+    @abstractmethod
+    def load(self, device: torch.device | str = "cpu") -> None:
+        """Load the model onto ``device`` (the run's device); raise errors naming the fix."""
+
+    @property
+    def loaded(self) -> bool:
+        return self._device is not None
+
+    @property
+    def device(self) -> torch.device:
+        return self._device if self._device is not None else torch.device("cpu")
+
+    def _require(self) -> None:
+        if not self.loaded:
+            self.load(self.device)
+
+    @abstractmethod
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] pixels in [-1, 1] -> latents (deterministic: the posterior mean)."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
+        """Latents -> [N, 3, size, size] float32 pixels in [-1, 1].
+
+        With ``requires_grad`` the decode runs in float32 with autograd on, so that a loss on
+        the pixels has a gradient w.r.t. ``latents`` (the decoder's weights stay frozen).
+        """
+
+    @abstractmethod
+    def _text(self, prompts: Sequence[str]) -> Any:
+        """Conditional and unconditional text states for ``prompts`` (backend-specific)."""
+
+    @abstractmethod
+    def _predict(
+        self, z: torch.Tensor, t: torch.Tensor, batch: LatentBatch, guidance: float
+    ) -> torch.Tensor:
+        """The guided model output at ``t`` for the scheduler-scaled ``z`` of ``batch``."""
+
+    @abstractmethod
+    def _new_scheduler(self) -> Any:
+        """A fresh scheduler (multistep schedulers keep state: one per denoising run)."""
+
+    @abstractmethod
+    def _latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one image's latents at the output size."""
+
+    @property
+    def _model_size(self) -> tuple[int, int]:
+        """(H, W) of the pixels the model itself works at (encode input, decode output)."""
+        return (self.size, self.size)
+
+    # -- pipelines -----------------------------------------------------------------------------
+    def text_to_image(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image.Image]:
+        """One image per prompt, reproducible from its seed (batched by ``batch_size``)."""
+        self._check_lengths(prompts, seeds)
+        blank = [Image.new("RGB", (self.size, self.size), "white")] * len(prompts)
+        return self.inpaint(blank, prompts, seeds, masks=None, strength=1.0)
+
+    def inpaint(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], seeds: Sequence[int],
+        masks: Sequence[Image.Image | None] | None = None, strength: float | None = None,
+    ) -> list[Image.Image]:
+        """Repaint the white part of each mask (None: the whole image) from ``strength``."""
+        self._check_lengths(prompts, seeds)
+        out: list[Image.Image] = []
+        for i in range(0, len(prompts), max(1, self.batch_size)):
+            j = i + max(1, self.batch_size)
+            batch = self.prepare(images[i:j], prompts[i:j],
+                                 None if masks is None else masks[i:j])
+            noise = self.initial_noise(batch, seeds[i:j])
+            z0 = self.denoise(batch, noise, strength=strength)
+            out += self.to_images(self.decode(z0))
+        return out
+
+    @staticmethod
+    def _check_lengths(prompts: Sequence[str], seeds: Sequence[int]) -> None:
+        if len(prompts) != len(seeds):
+            raise ParameterError(f"got {len(prompts)} prompts but {len(seeds)} seeds.")
+
+    # -- the latent-level API ------------------------------------------------------------------
+    @torch.no_grad()
+    def prepare(
+        self, images: Sequence[Image.Image], prompts: Sequence[str],
+        masks: Sequence[Image.Image | None] | None = None,
+    ) -> LatentBatch:
+        """Encode images, masked images and prompts once for :meth:`denoise` (one batch)."""
+        self._require()
+        if len(images) != len(prompts):
+            raise ParameterError(f"got {len(images)} images but {len(prompts)} prompts.")
+        size = self._model_size
+        pixels = images_to_pixels(images, size).to(self.device)
+        mask = masks_to_tensor(masks, len(images), size).to(self.device)
+        latents = self.encode(pixels)
+        masked = self.encode(pixels * (mask < 0.5))
+        # nearest, as diffusers' in-painting pipelines resize the mask to the latents
+        small = torch.nn.functional.interpolate(mask, size=tuple(latents.shape[-2:]))
+        return LatentBatch(latents, small.to(latents.dtype), masked, self._text(prompts),
+                           (self.size, self.size))
+
+    def initial_noise(self, batch: LatentBatch | int, seeds: Sequence[int]) -> torch.Tensor:
+        """ε for ``batch`` (or a count), row i from ``seeds[i]``: float32 on the device."""
+        self._require()
+        n = batch if isinstance(batch, int) else len(batch)
+        if n != len(seeds):
+            raise ParameterError(f"got {n} images but {len(seeds)} seeds.")
+        return seeded_noise(self._latent_shape(), seeds).to(self.device)
+
+    def timesteps(self, strength: float | None = None, steps: int | None = None) -> torch.Tensor:
+        """The timesteps the loop runs at this strength, as diffusers' img2img pipelines do.
+
+        20 steps at strength 0.6 with SD-2-inpainting's PNDM scheduler: 601, 551, ..., 1.
+        """
+        return self._schedule(self._new_scheduler(), strength, steps)
+
+    def _schedule(self, scheduler: Any, strength: float | None, steps: int | None) -> torch.Tensor:
+        strength = self.strength if strength is None else float(strength)
+        steps = self.steps if steps is None else int(steps)
+        _check_strength(strength)
+        scheduler.set_timesteps(steps, device=self.device)
+        init = min(int(steps * strength), steps)
+        start = max(steps - init, 0)
+        ts = scheduler.timesteps[start * scheduler.order:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start * scheduler.order)
+        if len(ts) == 0:
+            raise ParameterError(
+                f"strength {strength} with {steps} steps leaves no denoising step; raise either.")
+        return ts
+
+    def add_noise(
+        self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int
+    ) -> torch.Tensor:
+        """The forward process q(z_t | z_0) of this model's schedule (z_T of a restart)."""
+        t = torch.as_tensor(t, device=latents.device).reshape(-1)
+        t = t.expand(latents.shape[0]) if t.numel() == 1 else t
+        scheduler = self._new_scheduler()
+        scheduler.set_timesteps(self.steps, device=latents.device)  # sigma schedulers need it
+        return scheduler.add_noise(latents, noise.to(latents.dtype), t)
+
+    @torch.no_grad()
+    def denoise(
+        self, batch: LatentBatch, noise: torch.Tensor, strength: float | None = None,
+        steps: int | None = None, guidance: float | None = None,
+    ) -> torch.Tensor:
+        """Start noise ε in, final denoised latents ẑ0 out (no grad; restart-safe).
+
+        z_T = add_noise(batch.latents, ε, t_start) (pure noise at strength 1.0), then the
+        scheduler's loop with classifier-free guidance. Repeated calls with the same inputs
+        give the same ẑ0: the scheduler is fresh each time.
+        """
+        self._require()
+        strength = self.strength if strength is None else float(strength)
+        guidance = self.guidance if guidance is None else float(guidance)
+        scheduler = self._new_scheduler()
+        ts = self._schedule(scheduler, strength, steps)
+        dtype = batch.latents.dtype
+        noise = noise.to(device=batch.latents.device, dtype=dtype)
+        if strength >= 1.0:
+            z = noise * scheduler.init_noise_sigma
+        else:
+            z = scheduler.add_noise(batch.latents, noise, ts[:1].repeat(len(batch)))
+        for i, t in enumerate(ts):
+            pred = self._predict(scheduler.scale_model_input(z, t), t, batch, guidance)
+            z = scheduler.step(pred, t, z, return_dict=False)[0]
+            z = self._after_step(z, batch, noise, ts, i, scheduler)
+        return z
+
+    def _after_step(
+        self, z: torch.Tensor, batch: LatentBatch, noise: torch.Tensor, ts: torch.Tensor,
+        i: int, scheduler: Any,
+    ) -> torch.Tensor:
+        """Hook after each step (a 4-channel UNet blends the known region back in here)."""
+        return z
+
+    def to_images(self, pixels: torch.Tensor) -> list[Image.Image]:
+        """Decoded pixels [N, 3, H, W] in [-1, 1] -> PIL images at ``size``."""
+        images = pixels_to_images(pixels)
+        if images and images[0].size != (self.size, self.size):
+            images = [im.resize((self.size, self.size), Image.Resampling.BICUBIC)
+                      for im in images]
+        return images
+
+
+def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """fp16 on CUDA, fp32 elsewhere, unless the parameter says otherwise."""
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if device.type == "cpu" and name == "float16":
+        raise ParameterError("float16 diffusion on the CPU is not supported: use float32/bfloat16.")
+    return _DTYPES[name]
+
+
+def offline_error(model: str, exc: BaseException, param: str = "model") -> OfflineError:
+    """The one-line error for a model that is neither local nor reachable on the hub."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        offline = offline or bool(hub_constants.HF_HUB_OFFLINE)
+    except ImportError:
+        pass
+    why = "HF_HUB_OFFLINE is set" if offline else " ".join(str(exc).split())[:120]
+    return OfflineError(
+        f"Cannot load diffusion model {model!r} ({why}): download it where the Hugging Face hub "
+        f"is reachable (`hf download {model}`) and pass --param <component>.{param}=/local/path."
+    )
+
+
+@dataclasses.dataclass
+class DiffusersGenerator(DiffusionGenerator):
+    """Stable Diffusion 1.x/2.x (text-to-image or in-painting UNets) via ``diffusers``.
+
+    ``text_to_image`` and ``inpaint`` call diffusers' own pipelines (text-to-image through the
+    in-painting pipeline with a whole-image mask when the UNet has 9 input channels); the
+    latent-level API runs the same loop on the pipeline's components. Preset
+    ``diffusers-inpaint`` = SD-2-inpainting with SynOOD's 20 steps, strength 0.6, guidance 8.
+    """
+
+    name: ClassVar[str] = "diffusers"
+    description: ClassVar[str] = (
+        "Stable Diffusion via diffusers (any hub id or local folder): text-to-image, "
+        "in-painting and latent-level access"
+    )
+    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    revision: str = ""
+    variant: str = ""  # e.g. "fp16" to download the half-precision files
+    dtype: DType = "auto"  # fp16 on CUDA, fp32 on the CPU
+    decode_dtype: DType = "float32"  # dtype of the differentiable decode
+    scheduler: str = ""  # "" = the model's own; else one of SCHEDULERS
+    safety_checker: bool = False  # a false positive blacks out a synthetic sample
+
+    _pipe: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _t2i: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _inpaint: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _vae32: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _dtype: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def load(self, device: torch.device | str = "cpu") -> None:
+        device = torch.device(device)
+        dtype = _resolve_dtype(self.dtype, device)
+        if self.scheduler and self.scheduler not in SCHEDULERS:
+            raise ParameterError(f"diffusers scheduler {self.scheduler!r} is unknown; use one "
+                                 f"of {', '.join(SCHEDULERS)} or '' (the model's own).")
+        local = Path(self.model).expanduser()
+        if self.model.startswith(("/", ".", "~")) and not local.exists():
+            raise MissingDataError(
+                f"Diffusion model folder {self.model} does not exist: pass "
+                "--param <component>.model=/local/path of a diffusers pipeline folder.")
+        try:
+            import diffusers
+        except ImportError as exc:
+            raise MissingDataError(
+                "Diffusion backends need diffusers: run `pip install 'oodbench[diffusion]'`."
+            ) from exc
+        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        if self.revision:
+            kwargs["revision"] = self.revision
+        if self.variant:
+            kwargs["variant"] = self.variant
+        if not self.safety_checker:
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        try:
+            with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = diffusers.DiffusionPipeline.from_pretrained(
+                    str(local) if local.exists() else self.model, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise offline_error(self.model, exc) from None
+        if not hasattr(pipe, "unet") or not hasattr(pipe, "vae"):
+            raise ParameterError(f"{self.model!r} is a {type(pipe).__name__}; the diffusers "
+                                 "backend needs a Stable Diffusion (UNet + VAE) pipeline.")
+        if self.scheduler:
+            cls = getattr(diffusers, SCHEDULERS[self.scheduler])
+            pipe.scheduler = cls.from_config(pipe.scheduler.config)
+        self.use_pipeline(pipe.to(device), device)
+
+    def use_pipeline(self, pipe: Any, device: torch.device | str | None = None) -> None:
+        """Adopt an already built pipeline (benchmarks with random weights, notebooks)."""
+        pipe.set_progress_bar_config(disable=True)
+        for module in (pipe.unet, pipe.vae, getattr(pipe, "text_encoder", None)):
+            if module is not None:
+                module.requires_grad_(False).eval()
+        self._pipe, self._dtype, self._vae32 = pipe, pipe.unet.dtype, None
+        self._device = torch.device(device) if device is not None else pipe.unet.device
+        self._t2i = self._inpaint = None
+
+    # -- diffusers' own pipelines --------------------------------------------------------------
+    @property
+    def inpainting_unet(self) -> bool:
+        """True for a 9-channel (image + mask + masked image) in-painting UNet."""
+        self._require()
+        return int(self._pipe.unet.config.in_channels) == 9
+
+    def _pipelines(self) -> tuple[Any, Any]:
+        if self._inpaint is None:
+            from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
+
+            pipe = self._pipe
+            self._inpaint = pipe if _is_inpaint_pipe(pipe) else \
+                AutoPipelineForInpainting.from_pipe(pipe)
+            self._t2i = None if self.inpainting_unet else (
+                pipe if not _is_inpaint_pipe(pipe) else AutoPipelineForText2Image.from_pipe(pipe))
+            for p in (self._inpaint, self._t2i):
+                if p is not None:
+                    p.set_progress_bar_config(disable=True)
+        return self._t2i, self._inpaint
+
+    def _common(self, prompts: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:
+        return {
+            "prompt": list(prompts), "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance, "height": self.size, "width": self.size,
+            "generator": seed_generators(seeds),
+            "negative_prompt": [self.negative_prompt] * len(prompts)
+            if self.negative_prompt else None,
+        }
+
+    def text_to_image(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image.Image]:
+        self._require()
+        self._check_lengths(prompts, seeds)
+        t2i, _ = self._pipelines()
+        if t2i is None:  # 9-channel in-painting UNet: a whole-image mask is text-to-image
+            return super().text_to_image(prompts, seeds)
+        out: list[Image.Image] = []
+        step = max(1, self.batch_size)
+        for i in range(0, len(prompts), step):
+            out += t2i(**self._common(prompts[i:i + step], seeds[i:i + step])).images
+        return out
+
+    def inpaint(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], seeds: Sequence[int],
+        masks: Sequence[Image.Image | None] | None = None, strength: float | None = None,
+    ) -> list[Image.Image]:
+        self._require()
+        self._check_lengths(prompts, seeds)
+        strength = self.strength if strength is None else float(strength)
+        _check_strength(strength)
+        _, inpaint = self._pipelines()
+        full = Image.new("L", (self.size, self.size), 255)
+        out: list[Image.Image] = []
+        step = max(1, self.batch_size)
+        for i in range(0, len(prompts), step):
+            part = list(images[i:i + step])
+            mask = [full if m is None else m for m in
+                    (masks[i:i + step] if masks is not None else [None] * len(part))]
+            out += inpaint(image=[im.convert("RGB") for im in part], mask_image=mask,
+                           strength=strength, **self._common(prompts[i:i + step],
+                                                             seeds[i:i + step])).images
+        return out
+
+    # -- latent-level API ----------------------------------------------------------------------
+    def _latent_shape(self) -> tuple[int, int, int]:
+        self._require()
+        factor = self._pipe.vae_scale_factor
+        return (int(self._pipe.vae.config.latent_channels), self.size // factor,
+                self.size // factor)
+
+    def _new_scheduler(self) -> Any:
+        self._require()
+        return type(self._pipe.scheduler).from_config(self._pipe.scheduler.config)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        self._require()
+        vae = self._pipe.vae
+        dist = vae.encode(pixels.to(self.device, self._dtype)).latent_dist
+        return dist.mode() * vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
+        self._require()
+        vae = self._pipe.vae
+        if requires_grad:
+            dtype = _DTYPES.get(self.decode_dtype, torch.float32)
+            if dtype != self._dtype:
+                if self._vae32 is None:  # a frozen copy in the decode dtype, made once
+                    import copy
+
+                    self._vae32 = copy.deepcopy(vae).to(dtype).requires_grad_(False)
+                vae = self._vae32
+            with torch.enable_grad():
+                z = latents.to(dtype) / vae.config.scaling_factor
+                return vae.decode(z, return_dict=False)[0].float()
+        with torch.no_grad():
+            z = latents.to(self._dtype) / vae.config.scaling_factor
+            return vae.decode(z, return_dict=False)[0].float()
+
+    @torch.no_grad()
+    def _text(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        neg = [self.negative_prompt] * len(prompts) if self.negative_prompt else None
+        cond, uncond = self._pipe.encode_prompt(list(prompts), self.device, 1, True, neg)
+        return cond, uncond
+
+    def _predict(
+        self, z: torch.Tensor, t: torch.Tensor, batch: LatentBatch, guidance: float
+    ) -> torch.Tensor:
+        unet = self._pipe.unet
+        cond, uncond = batch.text
+        x = z
+        if unet.config.in_channels == 9:
+            x = torch.cat([z, batch.mask, batch.masked_latents], dim=1)
+        if guidance > 1.0:
+            out = unet(torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond, cond]),
+                       return_dict=False)[0]
+            out_uncond, out_cond = out.chunk(2)
+            return out_uncond + guidance * (out_cond - out_uncond)
+        return unet(x, t, encoder_hidden_states=cond, return_dict=False)[0]
+
+    def _after_step(
+        self, z: torch.Tensor, batch: LatentBatch, noise: torch.Tensor, ts: torch.Tensor,
+        i: int, scheduler: Any,
+    ) -> torch.Tensor:
+        if self._pipe.unet.config.in_channels == 9:
+            return z
+        # a text-to-image UNet in-paints by re-noising the known region at each step
+        known = batch.latents
+        if i < len(ts) - 1:
+            known = scheduler.add_noise(known, noise, ts[i + 1:i + 2].repeat(len(batch)))
+        return (1 - batch.mask) * known + batch.mask * z
+
+    def identity(self) -> str:
+        local = Path(self.model).expanduser()
+        stamp = ""
+        if local.exists():
+            files = sorted(local.rglob("*.safetensors")) + sorted(local.rglob("*.bin"))
+            stamp = ",".join(f"{f.relative_to(local)}:{f.stat().st_size}" for f in files)
+        return f"{self.name}:{self.params()}:{stamp}"
+
+
+def _is_inpaint_pipe(pipe: Any) -> bool:
+    return "Inpaint" in type(pipe).__name__
