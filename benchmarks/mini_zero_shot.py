@@ -42,8 +42,10 @@ def main() -> None:
     for suite, r in results.items():
         print(f"\n{suite}: ID accuracy {r['id_acc']:.4f} on {r['id_images']} images")
         for name, o in r["ood"].items():
-            print(f"  {o['group']:4s} {name:16s} {o['images']:5d} images  "
-                  f"MCM AUROC {o['mcm_auroc']:.4f}")
+            print(
+                f"  {o['group']:4s} {name:16s} {o['images']:5d} images  "
+                f"MCM AUROC {o['mcm_auroc']:.4f}"
+            )
         for group in ("near", "far"):
             if f"{group}_auroc" in r:
                 print(f"  mean {group} AUROC {r[f'{group}_auroc']:.4f}")

@@ -22,14 +22,28 @@ REFERENCE = WEIGHTS_DIR / "reference_similarity.json"
 
 def _fake_catalog(root: Path) -> Path:
     rows = [
-        ("a.png", "cat", "mammal", "train"), ("b.png", "cat", "mammal", "test"),
-        ("c.png", "dog", "mammal", "test"), ("d.png", "sparrow", "bird", "test"),
-        ("e.png", "car", "vehicle", "test"), ("f.png", "car", "vehicle", "train"),
+        ("a.png", "cat", "mammal", "train"),
+        ("b.png", "cat", "mammal", "test"),
+        ("c.png", "dog", "mammal", "test"),
+        ("d.png", "sparrow", "bird", "test"),
+        ("e.png", "car", "vehicle", "test"),
+        ("f.png", "car", "vehicle", "train"),
     ]
     offline = root / "offline"
     offline.mkdir(parents=True)
-    lines = [json.dumps({"path": f"images/x/{p}", "source": "x", "concept": c, "category": g,
-                         "caption": f"a {c}.", "split": s}) for p, c, g, s in rows]
+    lines = [
+        json.dumps(
+            {
+                "path": f"images/x/{p}",
+                "source": "x",
+                "concept": c,
+                "category": g,
+                "caption": f"a {c}.",
+                "split": s,
+            }
+        )
+        for p, c, g, s in rows
+    ]
     (offline / "catalog.jsonl").write_text("\n".join(lines) + "\n")
     return offline
 
@@ -106,7 +120,7 @@ def test_backbone_reproduces_reference_similarity() -> None:
     assert backbone.embed_dim == 384 and 1.0 < backbone.logit_scale <= 100.0
 
 
-def test_fingerprint_changes_with_weights(tmp_path: Path) -> None:
+def test_fingerprint_names_weight_bytes(tmp_path: Path) -> None:
     other = tmp_path / "w.safetensors"
     other.write_bytes(DEFAULT_WEIGHTS.read_bytes() + b"")
     a, b = MiniBackbone(), MiniBackbone(weights=str(other))

@@ -6,6 +6,7 @@ from oodbench import hookimpl
 from oodbench.backbones.hf import HFCLIPBackbone
 from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.hookspecs import Register
+from oodbench.mini.model import MiniBackbone
 
 PRESETS = {
     "clip-b16": ({"model": "ViT-B-16-quickgelu", "pretrained": "openai"},
@@ -26,8 +27,4 @@ def register_backbones(register: Register) -> None:
              description="SigLIP ViT-B/16 via transformers (sigmoid loss: temperatures differ).")
     for name, (defaults, description) in PRESETS.items():
         register(OpenCLIPBackbone, name=name, defaults=defaults, description=description)
-    try:
-        from oodbench.mini.model import MiniBackbone
-    except ImportError:  # the mini world is optional until its module exists
-        return
     register(MiniBackbone)

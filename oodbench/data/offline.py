@@ -33,9 +33,7 @@ def _rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def load_offline_source(
-    spec: dict, data_dir: Path | None = None
-) -> tuple[list[Path], list[str]]:
+def load_offline_source(spec: dict, data_dir: Path | None = None) -> tuple[list[Path], list[str]]:
     """Image paths and class keys (concept or category) of one offline source spec.
 
     Order is the catalogue's (deterministic). ``select`` must name exactly one of ``concept`` /

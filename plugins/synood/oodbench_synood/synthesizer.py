@@ -67,7 +67,8 @@ class SynOODSynthesizer(Synthesizer):
         inpainter = env.registry.create("image_generator", self.inpainter)
         describer = env.registry.create("image_describer", self.describer)
         describer.bind(env)
-        key = env.key("synood-images", self.params(), inpainter.identity(),
+        what = {k: v for k, v in self.params().items() if not k.startswith("shard_")}
+        key = env.key("synood-images", what, inpainter.identity(),
                       describer.identity(), [train.keys[i] for i in chosen])
         folder = env.cache.root / "images" / "synood" / key[:24]
         count = self.shard_count or _env_int("WORLD_SIZE", 1)

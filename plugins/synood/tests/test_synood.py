@@ -247,3 +247,44 @@ def test_rerun_from_finetune_keeps_images(synood_registry, colour_suite, tmp_pat
     run(RunRequest(str(method), str(colour_suite)), RunContext(cache_dir=tmp_path / "c"),
         synood_registry)
     assert trained["n"] == 1  # cached again afterwards
+
+
+def _shard(args, results=None):
+    registry, suite, method, cache, index = args
+    from oodbench.errors import OODBenchError
+
+    params = {"synood-inpaint.shard_index": str(index), "synood-inpaint.shard_count": "2"}
+    try:
+        run(RunRequest(str(method), str(suite), params=params), RunContext(cache_dir=cache),
+            registry)
+    except OODBenchError as exc:  # a shard stops when the others' images are still missing
+        results.put(str(exc))
+        return
+    results.put("complete")
+
+
+def test_two_processes_synthesize_disjoint_shards(synood_registry, colour_suite, tmp_path):
+    import multiprocessing
+
+    synood_registry.add_plugin(DescriberPlugin(), "describer")
+    words = tmp_path / "neg.txt"
+    words.write_text("yellow\nmagenta\ncyan\ngrey\n")
+    method = _method(tmp_path, words)
+    cache = tmp_path / "c"
+    fork = multiprocessing.get_context("fork")  # fork: the children share the test registry
+    results = fork.Queue()
+    workers = [fork.Process(target=_shard, args=((synood_registry, colour_suite, method, cache,
+                                                  i), results)) for i in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    outcomes = [results.get(timeout=5) for _ in workers]
+    assert all(o == "complete" or "shard" in o for o in outcomes)
+    folders = list((cache / "images" / "synood").iterdir())
+    assert len(folders) == 1 and len(list(folders[0].glob("*.png"))) == 12
+    FakeInpaintGenerator.calls = 0
+    record = run(RunRequest(str(method), str(colour_suite)), RunContext(cache_dir=cache),
+                 synood_registry)
+    assert FakeInpaintGenerator.calls == 0 and record["notes"]["synood_images"]["count"] == 12

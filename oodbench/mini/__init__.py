@@ -1,0 +1,1 @@
+"""The offline mini world: a small real vision-language backbone and its data."""
