@@ -6,13 +6,13 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import torch
-from oodbench_mmood.labels import farthest_point_sample, mix_labels
 from PIL import Image
 
 import oodbench
 from oodbench.generative import ImageDescriber, ImageGenerator
 from oodbench.runner import RunRequest, run
 from oodbench.types import RunContext
+from oodbench_mmood.labels import farthest_point_sample, mix_labels
 
 CALLS = {"describe": 0, "render": 0, "images_seen": []}
 

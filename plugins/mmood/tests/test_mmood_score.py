@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from oodbench_mmood.score import eoe_score
 
 

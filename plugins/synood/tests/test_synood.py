@@ -5,6 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
+import oodbench
+from oodbench.generative import ImageGenerator
+from oodbench.runner import RunRequest, run
+from oodbench.types import RunContext
 from oodbench_synood.guidance import (
     effective_margin,
     energy_guidance_score,
@@ -14,11 +19,6 @@ from oodbench_synood.guidance import (
 )
 from oodbench_synood.mining import mine_labels
 from oodbench_synood.train import train_label_features, train_projection
-
-import oodbench
-from oodbench.generative import ImageGenerator
-from oodbench.runner import RunRequest, run
-from oodbench.types import RunContext
 
 
 def test_guidance_score_is_max_at_uniform():
@@ -249,10 +249,17 @@ def test_rerun_from_finetune_keeps_images(synood_registry, colour_suite, tmp_pat
     assert trained["n"] == 1  # cached again afterwards
 
 
-def _shard(args, results=None):
-    registry, suite, method, cache, index = args
+def _shard(suite, method, cache, index, results):
+    """One shard in a fresh (spawned) process, with its own registry as a real process has."""
     from oodbench.errors import OODBenchError
+    from oodbench.plugins import Registry
+    from oodbench_synood import plugin
+    from tests.fixtures import _TestPlugin
 
+    registry = Registry().load(entry_points=False)
+    for obj, name in ((_TestPlugin(), "tests"), (plugin, "synood"), (FakePlugin(), "fakes"),
+                      (DescriberPlugin(), "describer")):
+        registry.add_plugin(obj, name)
     params = {"synood-inpaint.shard_index": str(index), "synood-inpaint.shard_count": "2"}
     try:
         run(RunRequest(str(method), str(suite), params=params), RunContext(cache_dir=cache),
@@ -271,16 +278,16 @@ def test_two_processes_synthesize_disjoint_shards(synood_registry, colour_suite,
     words.write_text("yellow\nmagenta\ncyan\ngrey\n")
     method = _method(tmp_path, words)
     cache = tmp_path / "c"
-    fork = multiprocessing.get_context("fork")  # fork: the children share the test registry
-    results = fork.Queue()
-    workers = [fork.Process(target=_shard, args=((synood_registry, colour_suite, method, cache,
-                                                  i), results)) for i in (0, 1)]
+    spawn = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
+    results = spawn.Queue()
+    workers = [spawn.Process(target=_shard, args=(colour_suite, method, cache, i, results))
+               for i in (0, 1)]
     for worker in workers:
         worker.start()
+    outcomes = [results.get(timeout=300) for _ in workers]
     for worker in workers:
-        worker.join(120)
+        worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0]
-    outcomes = [results.get(timeout=5) for _ in workers]
     assert all(o == "complete" or "shard" in o for o in outcomes)
     folders = list((cache / "images" / "synood").iterdir())
     assert len(folders) == 1 and len(list(folders[0].glob("*.png"))) == 12
