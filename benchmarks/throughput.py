@@ -80,7 +80,7 @@ def _sync(device: torch.device) -> None:
 class _PlainFolder(Dataset):
     """What the reference scripts do: PIL open + the CLIP transform, one image at a time."""
 
-    def __init__(self, files: list[Path], transform) -> None:  # noqa: ANN001
+    def __init__(self, files: list[Path], transform) -> None:
         self.files, self.transform = files, transform
 
     def __len__(self) -> int:

@@ -29,6 +29,15 @@ labels_app = typer.Typer(help="Label banks: list, show, export and import.", no_
 app.add_typer(data_app, name="data")
 app.add_typer(labels_app, name="labels")
 
+
+def _mount_leaderboard() -> None:
+    from oodbench.leaderboard_cli import leaderboard_app  # light: no torch at import
+
+    app.add_typer(leaderboard_app, name="leaderboard")
+
+
+_mount_leaderboard()
+
 console = Console()
 err_console = Console(stderr=True)
 

@@ -48,7 +48,8 @@ class Entry:
         return float(value) if isinstance(value, int | float) else None
 
     def group(self, group: str, key: str) -> float | None:
-        value = (self.record.get("groups") or {}).get(group, {}).get(key)
+        averages = self.record["groups"].get(group)
+        value = averages.get(key) if isinstance(averages, dict) else None
         return float(value) if isinstance(value, int | float) else None
 
     def mean_auroc(self) -> float:
@@ -117,12 +118,15 @@ def record_problems(data: Any) -> list[str]:
             problems.append(f"{key}.name is missing")
     if not isinstance(data["metrics"], dict) or not data["metrics"]:
         problems.append("metrics is empty")
+    for key in ("groups", "params", "environment"):
+        if not isinstance(data[key], dict):
+            problems.append(f"{key} is not an object")
+    if not isinstance(data["id_accuracy"], int | float) or not 0 <= data["id_accuracy"] <= 1:
+        problems.append("id_accuracy is not a number in [0, 1]")
     if data["fpr_convention"] not in ("paper", "openood"):
         problems.append(f"fpr_convention is {data['fpr_convention']!r}")
     if data.get("source", "offline") not in ("offline", "real"):
         problems.append(f"source is {data['source']!r}, expected 'offline' or 'real'")
-    if not isinstance(data["environment"], dict):
-        problems.append("environment is not an object")
     return problems
 
 
@@ -258,7 +262,7 @@ def params_text(entry: Entry) -> str:
     """Method parameters as ``component.key=value`` pairs, sorted."""
     pairs = []
     for component, params in sorted((entry.record.get("params") or {}).items()):
-        for key, value in sorted((params or {}).items()):
+        for key, value in sorted(params.items() if isinstance(params, dict) else []):
             if key != "role":
                 pairs.append(f"{component}.{key}={json.dumps(value, sort_keys=True)}")
     return ", ".join(pairs) or DASH
@@ -337,9 +341,9 @@ Regenerate with `oodbench leaderboard build`; `oodbench leaderboard check` fails
 file is not what the records generate; `python scripts/leaderboard_ci.py` re-runs every method
 on the offline suites and compares the metrics with the committed records.
 """
-REPORTED_NOTE = ("Published numbers copied from papers, **not measured here**: other "
-                 "backbones' weights, data and code paths; never compare them cell by cell with "
-                 "the measured tables above.")
+REPORTED_NOTE = ("Published numbers copied from papers, **not measured here**: other data, "
+                 "backbones and code, so never compare them cell by cell with the measured "
+                 "tables above. Cells are FPR95 ↓ / AUROC ↑ in %.")
 
 
 def render_markdown(board: Leaderboard) -> str:
@@ -384,7 +388,7 @@ def _md_table(table: Table) -> list[str]:
 
 
 def _md_reported(table: dict[str, Any]) -> list[str]:
-    head = ["method", *[str(c) for c in table["columns"]], "source"]
+    head = ["method", *[str(c) for c in table["columns"]], "tag"]
     lines = [f"### Reported: {table['title']}", "", f"Source: {table['source']}", "",
              _md_row(head), _md_row(["---"] + ["--:"] * len(table["columns"]) + ["---"])]
     for row in table["rows"]:

@@ -256,8 +256,8 @@ def hist_svg(curve: dict[str, Any], width: int = 200, height: int = 60) -> str:
         d.append(f"V{height}Z")
         out.append(f'<path d="{"".join(d)}" fill="{colour}" fill-opacity="0.45" '
                    f'stroke="{colour}" stroke-width="0.8"/>')
-    out.append(f'<text x="1" y="{height + 10}">{edges[0]:.3g}</text><text x="{width - 1}" '
-               f'y="{height + 10}" text-anchor="end">{edges[-1]:.3g}</text>')
+    out.append(f'<text x="1" y="{height + 10}">{edges[0]:.4g}</text><text x="{width - 1}" '
+               f'y="{height + 10}" text-anchor="end">{edges[-1]:.4g}</text>')
     return "".join([*out, "</svg>"])
 
 
@@ -279,6 +279,6 @@ def _reported_section(tables: list[dict[str, Any]]) -> str:
         note = f"<p>{escape(str(table['note']))}</p>" if table.get("note") else ""
         parts.append(f"<h3>Reported: {escape(str(table['title']))}</h3><p>Source: "
                      f"{escape(str(table['source']))}</p><table><thead><tr><th>method</th>"
-                     f"{head}<th>source</th></tr></thead><tbody>{''.join(rows)}</tbody>"
+                     f"{head}<th>tag</th></tr></thead><tbody>{''.join(rows)}</tbody>"
                      f"</table>{note}")
     return "\n".join([*parts, "</section>"])

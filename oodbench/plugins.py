@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "oodbench.data.plugin",
     "oodbench.labels.plugin",
     "oodbench.generative.llm_plugin",
+    "oodbench.generative.plugin",
 )
 
 KIND_PLURAL = {

@@ -2,6 +2,7 @@
 """Re-run every method on the offline suites and check the committed leaderboard against it.
 
     python scripts/leaderboard_ci.py [--update] [--tolerance 0.005] [--methods a,b] [--suites x]
+                                     [--skip c,d]
 
 1. runs every registered method on every suite named ``offline-*`` (CPU, float32, the suite's
    backbone, the shared feature cache), writing fresh records to a temporary folder; a method
@@ -14,7 +15,7 @@
 
 Exit 1 on any difference. ``--update`` instead replaces the committed records in scope with the
 fresh ones (and removes stale ones), then rebuilds the leaderboard. Records outside the scope
-(real suites, other backbones, the openood convention) are never touched or compared.
+(other suites, other backbones, the openood convention) are never touched or compared.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-def plan(registry: Any, methods: set[str] | None,
-         suites: set[str] | None) -> tuple[list[tuple[str, str, str]], list[Outcome]]:
+def plan(registry: Any, methods: set[str] | None, suites: set[str] | None,
+         skip: set[str] | None = None) -> tuple[list[tuple[str, str, str]], list[Outcome]]:
     """(method, suite, backbone) to run, and the pairs skipped up front (with the reason)."""
     from oodbench.runner import resolve_suite
 
@@ -59,8 +60,10 @@ def plan(registry: Any, methods: set[str] | None,
     skipped = [Outcome(m, s, "skipped", detail=reason) for m, reason in NOT_INSTALLED.items()
                if m not in method_names and (methods is None or m in methods)
                for s in suite_names]
+    skipped += [Outcome(m, s, "skipped", detail="--skip") for m in sorted(skip or ())
+                if m in method_names for s in suite_names]
     pairs = [(m, s, resolve_suite(registry, s).backbone or "mini")
-             for s in suite_names for m in method_names]
+             for s in suite_names for m in method_names if m not in (skip or ())]
     return pairs, skipped
 
 
@@ -133,7 +136,7 @@ def _delta(label: str, new: Any, old: Any, tolerance: float) -> str:
 def committed_in_scope(results: Path, scope: dict[tuple[str, str], str]
                        ) -> tuple[dict[tuple[str, str], list[Path]], list[str]]:
     """Committed records that CI reproduces, by (method, suite); and problems with files."""
-    from oodbench.leaderboard import load_entries, source_of
+    from oodbench.leaderboard import load_entries
 
     found: dict[tuple[str, str], list[Path]] = {}
     if not results.is_dir():
@@ -143,8 +146,7 @@ def committed_in_scope(results: Path, scope: dict[tuple[str, str], str]
     for entry in entries:
         rec = entry.record
         suite = rec["suite"]["name"]
-        if (source_of(rec) == "offline" and suites.get(suite) == entry.backbone
-                and rec["fpr_convention"] == "paper"):
+        if suites.get(suite) == entry.backbone and rec["fpr_convention"] == "paper":
             found.setdefault((entry.method, suite), []).append(results / entry.file)
     return found, [f"{name}: invalid committed record ({why})" for name, why in invalid]
 
@@ -199,16 +201,19 @@ def update(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str], 
 
 
 def summary(outcomes: list[Outcome]) -> str:
-    rows = [("suite", "method", "status", "mean AUROC", "seconds")]
+    """A plain-text table: suite, method, status, mean AUROC, seconds, note."""
+    rows = [("suite", "method", "status", "mean AUROC", "seconds", "note")]
     for o in sorted(outcomes, key=lambda o: (o.suite, o.method)):
-        auroc = ""
+        auroc = seconds = ""
         if o.record:
             values = [m["auroc"] for m in o.record["metrics"].values()]
-            auroc = f"{100 * sum(values) / len(values):.2f}"
-        rows.append((o.suite, o.method, o.status, auroc, f"{o.seconds:.1f}" if o.record else ""))
+            auroc, seconds = f"{100 * sum(values) / len(values):.2f}", f"{o.seconds:.1f}"
+        note = o.problems[0] if o.problems else o.detail
+        note = note if len(note) <= 70 else note[:67] + "..."
+        rows.append((o.suite, o.method, o.status, auroc, seconds, note))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+    return "\n".join("  ".join(c.rjust(w) if i in (3, 4) else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
                      for r in rows)
 
 
@@ -222,6 +227,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "leaderboard")
     parser.add_argument("--methods", help="comma-separated subset of methods")
     parser.add_argument("--suites", help="comma-separated subset of offline-* suites")
+    parser.add_argument("--skip", help="comma-separated methods not to run (their committed "
+                                       "records are kept and not compared)")
     return parser.parse_args(argv)
 
 
@@ -235,8 +242,8 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
 
     registry = registry or get_registry()
     subset = {s: set(getattr(args, s).split(",")) if getattr(args, s) else None
-              for s in ("methods", "suites")}
-    pairs, outcomes = plan(registry, subset["methods"], subset["suites"])
+              for s in ("methods", "suites", "skip")}
+    pairs, outcomes = plan(registry, subset["methods"], subset["suites"], subset["skip"])
     for o in outcomes:
         print(f"skip {o.method} on {o.suite}: {o.detail}")
     scope = {(m, s): b for m, s, b in pairs}

@@ -8,8 +8,9 @@ much on a CPU), conditioned on the frozen all-MiniLM-L6-v2 text tower of the min
 embedding). One UNet does both modes, as SD's in-painting UNet does: its input is the noisy
 image (3) + mask (1) + masked image (3) = 7 channels; a whole-image mask is text-to-image.
 
-"Latents" are pixels in [-1, 1]: ``encode`` is a resize, ``decode`` an upsampling to ``size``
-with a straight-through clamp, so SynOOD's guided loop runs here exactly as on SD.
+"Latents" are the model's pixels in [-1, 1]: ``encode`` maps RGB in [0, 1] there (resized to
+32x32), ``decode`` upsamples to ``size`` and maps back to [0, 1] with a straight-through clamp,
+so SynOOD's guided loop (gradient w.r.t. the denoised latent) runs here exactly as on SD.
 """
 
 from __future__ import annotations
@@ -250,16 +251,21 @@ class MiniDiffusion(DiffusionGenerator):
         self._config = config
         self._tower = TextTower(device)
         self._uncond = None
+        self._cache = {}
         self._device = device
 
     @property
-    def resolution(self) -> int:
-        self._require()
-        return int(self._config["unet"].get("sample_size", RESOLUTION))
+    def config(self) -> dict[str, Any]:
+        """The model config (read from the weights' metadata without loading the model)."""
+        if not self._config:
+            if not self.weights_path.exists():
+                load_weights(self.weights_path)  # raises the MissingDataError
+            self._config = read_config(self.weights_path)
+        return self._config
 
     @property
-    def _model_size(self) -> tuple[int, int]:
-        return (self.resolution, self.resolution)
+    def resolution(self) -> int:
+        return int(self.config["unet"].get("sample_size", RESOLUTION))
 
     def _latent_shape(self) -> tuple[int, int, int]:
         return (3, self.resolution, self.resolution)
@@ -267,31 +273,33 @@ class MiniDiffusion(DiffusionGenerator):
     def _new_scheduler(self) -> Any:
         import diffusers
 
-        self._require()
         cls = getattr(diffusers, _SCHEDULERS[self.scheduler])
-        return cls.from_config(self._config["scheduler"])
+        return cls.from_config(self.config["scheduler"])
 
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels in [-1, 1] at any size -> the model's 32x32 pixels (antialiased)."""
-        self._require()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] at any size -> the model's pixels in [-1, 1] at 32x32 (antialiased)."""
+        self._require(images.device)
         r = self.resolution
-        x = pixels.to(self.device, torch.float32)
+        x = images.to(self.device, torch.float32) * 2 - 1
         if x.shape[-2:] != (r, r):
             x = F.interpolate(x, size=(r, r), mode="bilinear", antialias=True, align_corners=False)
         return x
 
-    def decode(self, latents: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
-        """Upsample to ``size`` (bicubic) and clamp to [-1, 1] with a straight-through gradient."""
-        with torch.set_grad_enabled(requires_grad):
+    def decode(self, latents: torch.Tensor, requires_grad: bool | None = None) -> torch.Tensor:
+        """Upsample to ``size`` (bicubic), map to [0, 1], clamp with a straight-through
+        gradient (a clamped pixel still passes its gradient on to the latent)."""
+        with torch.set_grad_enabled(self._wants_grad(latents, requires_grad)):
             x = latents.float()
             if x.shape[-1] != self.size:
                 x = F.interpolate(
                     x, size=(self.size, self.size), mode="bicubic", align_corners=False
                 )
-            return x + (x.clamp(-1.0, 1.0) - x).detach()
+            x = (x + 1) / 2
+            return x + (x.clamp(0.0, 1.0) - x).detach()
 
     def _text(self, prompts: Sequence[str]) -> tuple[TextStates, TextStates]:
-        max_tokens = int(self._config.get("text", {}).get("max_tokens", MAX_TOKENS))
+        self._require()
+        max_tokens = int(self.config.get("text", {}).get("max_tokens", MAX_TOKENS))
         cond = encode_text(self._tower, prompts, max_tokens)
         if self._uncond is None or self._uncond.states.shape[1] != max_tokens:
             self._uncond = encode_text(self._tower, [self.negative_prompt], max_tokens)
@@ -324,15 +332,14 @@ class MiniDiffusion(DiffusionGenerator):
         out = super().inpaint(images, prompts, seeds, masks, strength)
         if not self.keep_unmasked or masks is None:
             return out
-        size = (self.size, self.size)
         pasted = []
         for img, src, m in zip(out, images, masks, strict=True):
             if m is None:
                 pasted.append(img)
                 continue
-            keep = masks_to_tensor([m], 1, size)[0, 0].numpy().astype("uint8") * 255
-            source = as_rgb(src).resize(size, Image.Resampling.BICUBIC)
-            pasted.append(Image.composite(img, source, Image.fromarray(keep, "L")))
+            repaint = masks_to_tensor([m], 1, self.size)[0, 0].numpy().astype("uint8") * 255
+            source = as_rgb(src).resize((self.size, self.size), Image.Resampling.BICUBIC)
+            pasted.append(Image.composite(img, source, Image.fromarray(repaint, "L")))
         return pasted
 
     def identity(self) -> str:

@@ -3,8 +3,8 @@
 The official code ships a list of 10,848 single-word English nouns without saying where it
 comes from; we do not copy it. Ours is built from WordNet 3.0, deterministically: the
 single-word, lowercase lemmas (letters and inner hyphens only) of the concrete-noun
-lexicographer files, in WordNet order, minus the ID class names (case-insensitive; the
-official code filters nothing), then a seeded subsample down to the official list's size.
+lexicographer files, in WordNet order, subsampled (seeded) to the official list's size; then
+the ID class names are removed (case-insensitive; the official code filters nothing).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class OLEOutliers(LabelGenerator):
     path: str = ""  # source=file: one label per line, or a label bank JSON
     words: list[str] = dataclasses.field(default_factory=list)  # source=list
     lexfiles: list[str] = dataclasses.field(default_factory=lambda: list(CONCRETE_LEXFILES))
-    max_labels: int = OFFICIAL_LIST_SIZE  # 0 = all; else a seeded subsample of this size
+    # size of the fixed list before the ID-name filter; 0 = every candidate
+    max_labels: int = OFFICIAL_LIST_SIZE
     seed: int = 42
     # a template set name (ole128, clip64, with64, suite) or '|'-separated templates
     templates: str = "ole128"
@@ -102,13 +103,14 @@ class OLEOutliers(LabelGenerator):
             candidates, origin = read_word_file(self.path), self.path
         else:
             candidates, origin = list(self.words), "list"
-        candidates = list(dict.fromkeys(candidates))
-        allowed = without_id_names(candidates, env.suite.classes)
-        labels = subsample(allowed, self.max_labels, self.seed)
+        # the fixed list first (like the official file), then the ID filter: every suite
+        # gets the same words minus its own class names
+        candidates = subsample(list(dict.fromkeys(candidates)), self.max_labels, self.seed)
+        labels = without_id_names(candidates, env.suite.classes)
         if not labels:
             raise OODBenchError(f"{self.name}: no outlier labels left from {origin} after "
                                 f"removing the ID class names.")
-        removed = len(candidates) - len(allowed)
+        removed = len(candidates) - len(labels)
         env.log(f"{self.name}: {len(labels)} outlier labels ({len(candidates)} candidates, "
                 f"{removed} removed as ID names)")
         return LabelBank(labels=labels, generator=self.name, params=self.params(), source=origin,

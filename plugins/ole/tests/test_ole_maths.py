@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+
 from oodbench_ole.prototypes import (
     HOPGConfig,
     assemble,
