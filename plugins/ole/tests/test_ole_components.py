@@ -171,3 +171,25 @@ def test_parameters_parse_from_cli_strings():
     assert (tuner.covariance, tuner.generate, tuner.n_prototypes) == ("kmeans", False, 50)
     assert OLEScorer.from_params({"scale": "100"}).scale == 100.0
     assert proto_module.HOPGConfig().per_component == 30
+
+
+def test_scorer_prepare_records_the_variant_and_can_reembed_id(make_env):
+    head = _head(np.random.default_rng(4))
+    env = make_env(classes=head.id_labels, prompts=("a {}.", "an {}!"))
+    seen = {}
+
+    def id_features(templates=None):
+        seen["templates"] = templates
+        return head.id_features * 1.0
+
+    env.id_text_features = id_features
+    prepared = OLEScorer().prepare(env, head)
+    assert prepared is head and "templates" not in seen  # "" keeps the head's ID embeddings
+    assert env.notes["ole"] == {"variant": "OLE (CLIP)", "outliers": 60, "scale": 50.0}
+    OLEScorer(id_templates="suite").prepare(env, head)
+    assert seen["templates"] == ["a {}.", "an {}!"]
+    clipn = head.replace(meta={"id_no_features": head.id_features.flip(0)})
+    OLEScorer().prepare(env, clipn)
+    assert env.notes["ole"]["variant"] == "OLE (CLIPN)"
+    image = torch.nn.functional.normalize(torch.randn(3, 6), dim=-1)
+    assert (OLEScorer().score(image, clipn) < OLEScorer().score(image, head)).all()
