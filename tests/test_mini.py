@@ -141,3 +141,26 @@ def test_real_catalogue_holds_out_suite_images() -> None:
     spec = {"type": "offline", "split": "test", "select": {"category": ["mammal", "bird"]}}
     test_paths, keys = load_offline_source(spec)
     assert len(test_paths) >= 60 and set(keys) == {"mammal", "bird"}
+
+
+def test_minilm_matches_transformers_bert() -> None:
+    """Our plain-torch MiniLM must equal transformers' BertModel on the package's weights."""
+    transformers = pytest.importorskip("transformers")
+    from oodbench.mini.model import TextTower, text_model_dir
+
+    texts = ["a photo of a cat.", "x", "Ünïcödé café, naïve!", "many words " * 80, ""]
+    tower = TextTower("cpu")
+    model_dir = text_model_dir()
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    bert = transformers.BertModel.from_pretrained(model_dir, local_files_only=True).eval()
+    batch = tok(texts, padding="max_length", truncation=True, max_length=24, return_tensors="pt")
+    ids, mask = tower.tokenizer(texts, 24, pad_to_max=True)
+    assert torch.equal(ids, batch["input_ids"]) and torch.equal(mask, batch["attention_mask"])
+    with torch.no_grad():
+        ref = bert(**batch).last_hidden_state
+    ours, _ = tower.hidden_states(texts, 24, pad_to_max=True)
+    keep = mask.bool()
+    assert (ours[keep] - ref[keep]).abs().max() < 1e-4
+    weights = mask[..., None].float()
+    pooled_ref = torch.nn.functional.normalize((ref * weights).sum(1) / weights.sum(1), dim=-1)
+    assert (tower.encode(texts[:3]) - pooled_ref[:3]).abs().max() < 1e-5  # not truncated

