@@ -40,15 +40,30 @@ class WordNetCandidates:
     exclude_lexfiles: list[str] = dataclasses.field(default_factory=list)
     max_per_pool: int = 0  # 0 = every lemma; else a seeded subsample (quick runs, tests)
 
-    def pools(self, env: MethodEnv) -> dict[str, list[str]]:
+    def full_pools(self) -> dict[str, list[str]]:
+        """Every lemma of the selected lexicographer files: the same for every suite."""
         excluded = set(self.exclude_lexfiles)
         nouns = set(wordnet.NOUN_LEXFILES.values()) - excluded
         pools = {NOUN: wordnet.lemmas("n", nouns)}
         if self.use_adjectives:
             pools[ADJECTIVE] = wordnet.lemmas("a", set(wordnet.ADJ_LEXFILES.values()) - excluded)
+        return pools
+
+    def pools(self, env: MethodEnv) -> dict[str, list[str]]:
         rng = env.rng("wordnet-subsample")
         return {name: _subsample(without_id_names(words, env.suite.classes), self.max_per_pool,
-                                 rng) for name, words in pools.items()}
+                                 rng) for name, words in self.full_pools().items()}
+
+    def embed(self, env: MethodEnv, pool: str, words: list[str], template: str) -> torch.Tensor:
+        """Embeddings of ``words`` (a subset of ``pool``), cached once per backbone for all
+        suites: the full pool (~120k nouns) is embedded and the rows are picked, so a second
+        suite's mining (whose ID names remove other words) encodes nothing."""
+        if self.max_per_pool:
+            return env.store.label_embeddings(env.backbone, words, [template], env.ctx)
+        full = self.full_pools()[pool]
+        feats = env.store.label_embeddings(env.backbone, full, [template], env.ctx)
+        row = {word: i for i, word in enumerate(full)}
+        return feats[torch.tensor([row[w] for w in words], dtype=torch.long)]
 
 
 @dataclasses.dataclass
@@ -100,8 +115,8 @@ class NegLabelMining(LabelGenerator):
                            reuse=env.reuse("labels"))
 
     def _mine(self, env: MethodEnv) -> LabelBank:
-        candidates = WordNetCandidates(self.use_adjectives, self.exclude_lexfiles,
-                                       self.max_per_pool).pools(env)
+        source = WordNetCandidates(self.use_adjectives, self.exclude_lexfiles, self.max_per_pool)
+        candidates = source.pools(env)
         id_feats = env.id_text_features([self.id_template])
         templates = {NOUN: self.noun_template, ADJECTIVE: self.adjective_template}
         labels: list[str] = []
@@ -109,7 +124,7 @@ class NegLabelMining(LabelGenerator):
         counts = {}
         for pool, words in candidates.items():
             env.log(f"neglabel-mining: embedding {len(words)} {pool} candidates")
-            feats = env.store.label_embeddings(env.backbone, words, [templates[pool]], env.ctx)
+            feats = source.embed(env, pool, words, templates[pool])
             distance = percentile_similarity(feats, id_feats, self.percentile)
             keep = int(self.keep_fraction * len(words))
             chosen = np.argsort(distance, kind="stable")[:keep]
