@@ -68,6 +68,8 @@ class FeatureStore:
     def __init__(self, cache: ArtifactCache) -> None:
         self.cache = cache
         self.stats = EncodeStats()
+        # backbone fingerprint -> text -> (features tensor, row): texts seen by this store
+        self._memo: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
     # -- images ------------------------------------------------------------------------------
     def image_key(self, backbone: Backbone, images: ImageList) -> str:
@@ -149,15 +151,25 @@ class FeatureStore:
     def texts(self, backbone: Backbone, texts: Sequence[str], ctx: RunContext) -> torch.Tensor:
         """[len(texts), D] normalised embeddings, cached by backbone and the exact texts."""
         texts = list(texts)
-        key = content_key("text-features/1", backbone.fingerprint(), texts)
+        fingerprint = backbone.fingerprint()
+        key = content_key("text-features/1", fingerprint, texts)
         path = self.cache.path("texts", key, ".npy")
         if path.exists():
             try:
                 array = np.load(path)
                 if array.shape[0] == len(texts):
-                    return torch.from_numpy(array)
+                    feats = torch.from_numpy(array)
+                    self._remember(fingerprint, texts, feats)
+                    return feats
             except (OSError, ValueError):
                 pass
+        memo = self._memo.get(fingerprint, {})
+        if texts and all(t in memo for t in texts):
+            # every text was embedded earlier in this process as part of another list (e.g.
+            # a mined bank's labels after the whole WordNet pool): no encoding needed
+            feats = torch.stack([memo[t][0][memo[t][1]] for t in texts])
+            atomic_write(path, lambda tmp: _save_npy(tmp, feats.numpy()))
+            return feats
         out = []
         step = max(1, ctx.batch_size)
         for i in range(0, len(texts), step):
@@ -166,7 +178,14 @@ class FeatureStore:
         feats = torch.cat(out) if out else torch.zeros(0, backbone.embed_dim)
         self.stats.texts_encoded += len(texts)
         atomic_write(path, lambda tmp: _save_npy(tmp, feats.numpy()))
+        self._remember(fingerprint, texts, feats)
         return feats
+
+    def _remember(self, fingerprint: str, texts: list[str], feats: torch.Tensor) -> None:
+        """Index texts -> (tensor, row) without copying, so sub-lists are free to look up."""
+        memo = self._memo.setdefault(fingerprint, {})
+        for row, text in enumerate(texts):
+            memo.setdefault(text, (feats, row))
 
     def label_embeddings(self, backbone: Backbone, labels: Sequence[str],
                          templates: Sequence[str], ctx: RunContext) -> torch.Tensor:

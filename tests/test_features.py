@@ -72,6 +72,23 @@ def test_text_features_are_cached(tmp_path):
     assert np.isclose(float(ens.norm()), 1.0)
 
 
+def test_sub_list_of_embedded_texts_encodes_nothing(tmp_path):
+    store = FeatureStore(ArtifactCache(tmp_path))
+    backbone = ToyColourBackbone()
+    backbone.load(torch.device("cpu"))
+    ctx = RunContext()
+    full = store.texts(backbone, ["red", "green", "blue"], ctx)
+    before = toy.CALLS["texts"]
+    part = store.texts(backbone, ["blue", "red"], ctx)
+    assert toy.CALLS["texts"] == before
+    assert torch.equal(part, full[[2, 0]])
+    # a fresh store (another process) finds the sub-list on disk
+    again = FeatureStore(ArtifactCache(tmp_path)).texts(backbone, ["blue", "red"], ctx)
+    assert toy.CALLS["texts"] == before and torch.equal(again, part)
+    store.texts(backbone, ["blue", "black"], ctx)  # one unseen text: the list is encoded
+    assert toy.CALLS["texts"] == before + 2
+
+
 def test_out_of_memory_halves_the_batch(monkeypatch):
     calls = []
 
