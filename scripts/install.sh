@@ -15,5 +15,6 @@ if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch, torchvision" 2>/
 fi
 plugins=()
 for p in plugins/*/; do [ -f "$p/pyproject.toml" ] && [ "$p" != "plugins/example/" ] && plugins+=(-e "$p"); done
-$PIP install -q -e ".[dev]" "${plugins[@]}"
+# [diffusion]: mini-diffusion (diffusers) is what the offline MM-OOD and SynOOD runs draw with
+$PIP install -q -e ".[dev,diffusion]" "${plugins[@]}"
 echo "oodbench installed in .venv ($(.venv/bin/oodbench --version 2>/dev/null || echo ok))"
