@@ -273,6 +273,26 @@ def test_training_resumes_exactly(tmp_path, tiny_catalog, tower):
     assert gen.text_to_image(["a red apple"], [0])[0].size == (16, 16)
 
 
+def test_packed_corpus_trains_like_the_catalogue(tmp_path, tiny_catalog, tower):
+    """The .npz a GPU machine gets holds the same images and texts: the same first steps."""
+    pytest.importorskip("diffusers")
+    from oodbench.mini.train_diffusion import Corpus, TrainConfig, checkpoints, train
+
+    res = int(TINY_UNET["sample_size"])
+    packed = tmp_path / "corpus.npz"
+    Corpus(tiny_catalog, res).pack(packed)
+    again = Corpus(None, res, packed)
+    assert torch.equal(again.pixels, Corpus(tiny_catalog, res).pixels) and len(again) == 8
+    cfg = TrainConfig(batch_size=4, unet=TINY_UNET, warmup=2)
+    quiet = {"log": lambda m: None, "text_tower": tower, "max_steps": 2, "config": cfg}
+    train(tmp_path / "a", data_dir=tiny_catalog, **quiet)
+    train(tmp_path / "b", packed_corpus=packed, **quiet)
+    a, b = _weights(checkpoints(tmp_path / "a")[-1]), _weights(checkpoints(tmp_path / "b")[-1])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(OODBenchError, match=f"holds {res}px"):
+        Corpus(None, 2 * res, packed)
+
+
 # -- diffusers backend --------------------------------------------------------------------------
 def test_diffusers_offline_error_is_one_line(monkeypatch):
     pytest.importorskip("diffusers")
