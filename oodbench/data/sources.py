@@ -25,6 +25,7 @@ from PIL import Image
 
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
+from oodbench.hub import prefer_offline_when_unreachable
 from oodbench.paths import data_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -149,6 +150,7 @@ def _offline(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> 
 def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
     dataset_id = str(spec.get("id", ""))
     split = str(spec.get("split", "test"))
+    prefer_offline_when_unreachable()  # no minute of retries when there is no network
     try:
         import datasets
     except ImportError:
@@ -159,10 +161,11 @@ def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
         text = str(exc).lower()
         if "offline" in text or "connect" in text or "reach" in text or \
                 os.environ.get("HF_HUB_OFFLINE"):
+            how = spec.get("obtain") or ("download it on a machine with hub access (HF_HOME "
+                                         "cache) or use an imagefolder source")
             raise OfflineError(
                 f"Dataset {name!r}: cannot load Hugging Face dataset {dataset_id!r} "
-                f"(split {split}) offline and it is not in the local cache; download it on a "
-                f"machine with hub access (HF_HOME cache) or use an imagefolder source."
+                f"(split {split}) offline and it is not in the local cache; {how}."
             ) from None
         raise _missing(spec, name, f"Hugging Face dataset {dataset_id!r}: {exc}") from None
     image_col = str(spec.get("image", "image"))

@@ -1,0 +1,45 @@
+"""Is the Hugging Face hub reachable? Asked once per process, in about a second when it is not.
+
+Without a network, ``datasets`` and ``huggingface_hub`` retry for a minute or more before they
+fail or fall back to their cache. When a quick TCP probe of the hub fails and the user has not
+decided (``HF_HUB_OFFLINE`` unset), we switch those libraries to offline mode: cached data loads
+at once and missing data fails at once with our one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from functools import cache
+from urllib.parse import urlparse
+
+PROBE_TIMEOUT_S = 1.5
+
+
+@cache
+def hub_reachable() -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def prefer_offline_when_unreachable() -> bool:
+    """Set offline mode for the HF libraries if the hub cannot be reached; True if offline."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0", "false", "False"):
+        return True
+    if hub_reachable():
+        return False
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    # the libraries read the variable at import time: patch copies already imported
+    for module, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+                         ("datasets.config", "HF_HUB_OFFLINE")):
+        if module in sys.modules:
+            setattr(sys.modules[module], attr, True)
+    return True
