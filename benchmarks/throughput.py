@@ -3,14 +3,20 @@
 Generates JPEGs of ImageNet-like sizes, then measures, for a random-initialised open_clip
 architecture (weights do not change the speed):
   1. the model alone (fp32 / bf16 autocast / fp16) on the device, images/s;
-  2. oodbench's end-to-end encode (decode + preprocess in DataLoader workers + model, the
-     FeatureStore path every method uses), per dtype;
-  3. a plain loop in the style of the MCM reference code (fp32, default DataLoader settings,
+  2. decode + preprocess alone (no model), images/s, per decode mode: ``cpu`` = PIL in the
+     DataLoader workers, ``gpu`` = workers read bytes, the device decodes the JPEGs
+     (torchvision.io.decode_jpeg: nvJPEG on CUDA) and resizes them as tensors (--decode gpu);
+  3. oodbench's end-to-end encode (decode + preprocess + model, the FeatureStore path every
+     method uses), per dtype x decode mode;
+  4. a plain loop in the style of the MCM reference code (fp32, default DataLoader settings,
      same images), and the ratio oodbench / plain;
-  4. a second method on the already-encoded set (feature cache hit), seconds.
+  5. a second method on the already-encoded set (feature cache hit), seconds.
 
     python benchmarks/throughput.py --images 2000 --device cuda      # the GPU figures
     python benchmarks/throughput.py --images 200 --device cpu        # a CPU smoke run
+
+With ``--device cpu`` the ``gpu`` decode mode decodes in the main process with libjpeg-turbo:
+that checks the code path, not the speed.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.cache import ArtifactCache
-from oodbench.data.sources import resolve_source
-from oodbench.features import FeatureStore
+from oodbench.data.sources import ImageList, resolve_source
+from oodbench.decode import JpegBytesDataset, TensorDecoder, collate_raw
+from oodbench.features import FeatureStore, _collate, _ImageDataset
 from oodbench.types import RunContext
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -77,6 +84,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def decode_only(backbone: OpenCLIPBackbone, images: ImageList, ctx: RunContext) -> float:
+    """Images/s of decode + preprocess to device tensors, without the model."""
+    preprocess = backbone.preprocess()
+    prefetch = 4 if ctx.num_workers > 0 else None
+    start = time.perf_counter()
+    if ctx.decode == "gpu":
+        spec = backbone.tensor_preprocess()
+        assert spec is not None, "this backbone has no tensor preprocessing"
+        decoder = TensorDecoder(spec, ctx.device, images, preprocess)
+        loader = DataLoader(JpegBytesDataset(images, preprocess), batch_size=ctx.batch_size,
+                            num_workers=ctx.num_workers, collate_fn=collate_raw,
+                            prefetch_factor=prefetch)
+        for raw in loader:
+            decoder(raw)
+    else:
+        loader = DataLoader(_ImageDataset(images, preprocess), batch_size=ctx.batch_size,
+                            num_workers=ctx.num_workers, collate_fn=_collate,
+                            pin_memory=ctx.device.type == "cuda", prefetch_factor=prefetch)
+        for batch in loader:
+            batch["pixels"].to(ctx.device, non_blocking=True)
+    _sync(ctx.device)
+    return len(images) / (time.perf_counter() - start)
+
+
 class _PlainFolder(Dataset):
     """What the reference scripts do: PIL open + the CLIP transform, one image at a time."""
 
@@ -112,6 +143,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=RunContext.default_workers())
     parser.add_argument("--folder", type=Path, default=None, help="reuse generated JPEGs")
+    parser.add_argument("--decode", choices=["cpu", "gpu", "both"], default="both",
+                        help="decode modes to compare (see --decode of `oodbench run`)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -123,6 +156,7 @@ def main() -> None:
     backbone = OpenCLIPBackbone(model=args.model, pretrained="")
     backbone.load(device)
     dtypes = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32"]
+    decodes = ["cpu", "gpu"] if args.decode == "both" else [args.decode]
     print(f"device {device}, model {args.model} (random init), batch {args.batch_size}, "
           f"workers {args.workers}, torch {torch.__version__}")
     steps = 10 if device.type == "cuda" else 2
@@ -131,26 +165,50 @@ def main() -> None:
         print(f"model only        {name}: {ips:9.1f} img/s")
     images = resolve_source({"type": "imagefolder", "root": str(folder)}, "bench", None)
     images = images.subset(range(args.images), "bench")
+    # a short run first: worker start-up and nvJPEG / CUDA initialisation are not per image
+    warm = 2 * args.batch_size if device.type == "cuda" else 4
+    warmup = images.subset(range(min(args.images, warm)), "warmup")
+
+    def context(dtype: str, decode: str, cache: ArtifactCache) -> RunContext:
+        return RunContext(device=device, dtype=DTYPES[dtype], batch_size=args.batch_size,
+                          num_workers=args.workers, cache_dir=cache.root, decode=decode)
+
+    for decode in decodes:
+        ctx = context("fp32", decode, ArtifactCache(Path(tempfile.mkdtemp())))
+        decode_only(backbone, warmup, ctx)
+        ips = decode_only(backbone, images, ctx)
+        print(f"decode+preprocess {decode} decode: {ips:9.1f} img/s (no model)")
     results = {}
     for name in dtypes:
-        cache = ArtifactCache(Path(tempfile.mkdtemp(prefix="oodbench-cache-")))
-        store = FeatureStore(cache)
-        ctx = RunContext(device=device, dtype=DTYPES[name], batch_size=args.batch_size,
-                         num_workers=args.workers, cache_dir=cache.root)
-        start = time.perf_counter()
-        store.images(backbone, images, ctx)
-        _sync(device)
-        results[name] = args.images / (time.perf_counter() - start)
-        print(f"oodbench encode   {name}: {results[name]:9.1f} img/s (decode in {args.workers} "
-              f"workers + model, end to end)")
-        start = time.perf_counter()
-        store.images(backbone, images, ctx)
-        print(f"second method (cache hit) {name}: {time.perf_counter() - start:.3f} s")
+        for decode in decodes:
+            label = f"{name} {decode} decode"
+            scratch = ArtifactCache(Path(tempfile.mkdtemp()))
+            FeatureStore(scratch, log=lambda _: None).images(
+                backbone, warmup, context(name, decode, scratch))
+            cache = ArtifactCache(Path(tempfile.mkdtemp(prefix="oodbench-cache-")))
+            store = FeatureStore(cache, log=lambda note: print(f"  note: {note}"))
+            ctx = context(name, decode, cache)
+            start = time.perf_counter()
+            store.images(backbone, images, ctx)
+            _sync(device)
+            results[label] = args.images / (time.perf_counter() - start)
+            where = (f"decode in {args.workers} workers" if decode == "cpu" else
+                     f"bytes read in {args.workers} workers, {store.stats.decoded_on_device} "
+                     f"decoded on {device}, {store.stats.decoded_with_pil} via PIL")
+            print(f"oodbench encode   {label}: {results[label]:9.1f} img/s ({where} + model, "
+                  f"end to end)")
+            start = time.perf_counter()
+            store.images(backbone, images, ctx)
+            print(f"second method (cache hit) {label}: {time.perf_counter() - start:.3f} s")
     files = sorted(folder.glob("*.jpg"))[: args.images]
     plain = plain_loop(backbone, files, device, args.batch_size)
     print(f"plain MCM-style loop fp32: {plain:9.1f} img/s")
-    best = max(results, key=results.get)
+    best = max(results, key=lambda k: results[k])
     print(f"ratio oodbench ({best}) / plain: {results[best] / plain:.2f}x")
+    for name in dtypes:
+        if {"cpu", "gpu"} <= set(decodes):
+            gain = results[f"{name} gpu decode"] / results[f"{name} cpu decode"]
+            print(f"gpu / cpu decode, end to end {name}: {gain:.2f}x")
 
 
 if __name__ == "__main__":

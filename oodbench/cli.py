@@ -92,6 +92,10 @@ def run(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
     workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: cores-1).")]
         = None,
+    decode: Annotated[str, typer.Option(
+        help="Image decoding: cpu (PIL in the DataLoader workers) or gpu (JPEG files decoded "
+             "and resized on --device with nvJPEG; other files and backbones without a tensor "
+             "preprocessing fall back to cpu).")] = "cpu",
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Component parameter: key=value or component.key=value.")] = None,
     backbone_param: Annotated[list[str] | None, typer.Option(
@@ -132,8 +136,10 @@ def run(
         if rerun_from is not None and rerun_from not in stages:
             raise OODBenchError(f"--rerun-from must be one of {', '.join(stages)}.")
         refresh = stages[stages.index(rerun_from):] if rerun_from else ()
+        if decode not in ("cpu", "gpu"):
+            raise OODBenchError("--decode must be cpu or gpu.")
         ctx = RunContext(device=dev, dtype=chosen, cache_dir=cache_dir or default_cache(),
-                         refresh=refresh,
+                         refresh=refresh, decode=decode,
                          seed=seed, batch_size=batch_size,
                          num_workers=RunContext.default_workers() if workers is None else workers)
         bparams = parse_param_args(backbone_param or [])

@@ -9,7 +9,9 @@ recomputed.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,13 +20,23 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from oodbench.backbones.base import Backbone
+from oodbench.backbones.base import Backbone, TensorPreprocess
 from oodbench.cache import ArtifactCache, atomic_write, atomic_write_text, content_key
 from oodbench.data.sources import ImageList
+from oodbench.decode import (
+    JpegBytesDataset,
+    TensorDecoder,
+    collate_raw,
+    decode_key_part,
+    decode_plan,
+    pil_pixels,
+)
 from oodbench.errors import ResourceError
 from oodbench.types import FeatureSet, RunContext
 
 Progress = Callable[[int, int], None]  # (done, total)
+_logger = logging.getLogger(__name__)
+_MAX_QUEUED = 2  # --decode gpu: batches queued on the device ahead of the one being decoded
 
 
 class _ImageDataset(Dataset):
@@ -37,10 +49,9 @@ class _ImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
-        try:
-            return index, self.preprocess(self.images.open(index)), ""
-        except Exception as exc:  # corrupt file, truncated JPEG, wrong mode...: skip, record why
-            return index, None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        # corrupt file, truncated JPEG, wrong mode...: no pixels, and the reason why
+        pixels, error = pil_pixels(self.images, self.preprocess, index)
+        return index, pixels, error
 
 
 def _collate(batch: list[tuple[int, torch.Tensor | None, str]]) -> dict[str, Any]:
@@ -60,30 +71,72 @@ class EncodeStats:
     cache_hits: int = 0
     skipped: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # --decode gpu: images decoded + preprocessed as tensors on the device, and images that
+    # took the PIL path instead (not plain JPEGs, decoder failures)
+    decoded_on_device: int = 0
+    decoded_with_pil: int = 0
+    # one-line notes for the log / result record (e.g. why --decode gpu fell back to the CPU)
+    notes: list[str] = field(default_factory=list)
 
 
 class FeatureStore:
-    """Cached image and text features for one cache directory."""
+    """Cached image and text features for one cache directory.
 
-    def __init__(self, cache: ArtifactCache) -> None:
+    ``log`` receives one-line notes (also kept in ``stats.notes``); without it they go to the
+    ``oodbench.features`` logger as warnings.
+    """
+
+    def __init__(self, cache: ArtifactCache, log: Callable[[str], None] | None = None) -> None:
         self.cache = cache
         self.stats = EncodeStats()
+        self.log = log
         # backbone fingerprint -> text -> (features tensor, row): texts seen by this store
         self._memo: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
     # -- images ------------------------------------------------------------------------------
-    def image_key(self, backbone: Backbone, images: ImageList) -> str:
-        return content_key("image-features/1", backbone.fingerprint(), images.fingerprint)
+    def image_key(self, backbone: Backbone, images: ImageList,
+                  ctx: RunContext | None = None) -> str:
+        """The cache key; ``ctx`` matters only when ``images`` take the GPU decode path."""
+        spec = decode_plan(backbone, images, ctx)[0] if ctx is not None else None
+        return self._key(backbone, images, spec, ctx.device if ctx else torch.device("cpu"))
+
+    @staticmethod
+    def _key(backbone: Backbone, images: ImageList, spec: TensorPreprocess | None,
+             device: torch.device) -> str:
+        if spec is None:  # the CPU path: the key existing caches were written under
+            return content_key("image-features/1", backbone.fingerprint(), images.fingerprint)
+        return content_key("image-features/1", backbone.fingerprint(), images.fingerprint,
+                           decode_key_part(spec, device))
+
+    def note(self, message: str) -> None:
+        """Log ``message`` once per store and keep it in ``stats.notes``."""
+        if message in self.stats.notes:
+            return
+        self.stats.notes.append(message)
+        if self.log is not None:
+            self.log(message)
+        else:
+            _logger.warning(message)
 
     def images(self, backbone: Backbone, images: ImageList, ctx: RunContext,
                progress: Progress | None = None) -> FeatureSet:
-        key = self.image_key(backbone, images)
+        spec, why_not = decode_plan(backbone, images, ctx)
+        key = self._key(backbone, images, spec, ctx.device)
         cached = self._load(key)
         if cached is not None:
             self.stats.cache_hits += 1
             return cached
+        if why_not:
+            self.note(why_not)
         start = time.perf_counter()
-        feats, kept, skipped = self._encode_images(backbone, images, ctx, progress)
+        if spec is None:
+            feats, kept, skipped = self._encode_images(backbone, images, ctx, progress)
+        else:
+            if ctx.device.type != "cuda":
+                self.note("decode gpu on a CPU device: JPEGs are decoded in the main process "
+                          "(libjpeg-turbo), which is slower than --decode cpu; meant for tests")
+            feats, kept, skipped = self._encode_images_gpu(backbone, images, ctx, spec,
+                                                           progress)
         self.stats.seconds += time.perf_counter() - start
         result = FeatureSet(
             features=feats,
@@ -123,6 +176,51 @@ class FeatureStore:
         self.stats.skipped += len(skipped)
         dim = backbone.embed_dim
         feats = torch.cat(chunks) if chunks else torch.zeros(0, dim)
+        return feats, kept, skipped
+
+    def _encode_images_gpu(self, backbone: Backbone, images: ImageList, ctx: RunContext,
+                           spec: TensorPreprocess, progress: Progress | None
+                           ) -> tuple[torch.Tensor, list[int], list]:
+        """The ``--decode gpu`` loop: workers read bytes, the device decodes and resizes."""
+        preprocess = backbone.preprocess()  # the per-image PIL fallback
+        loader = DataLoader(
+            JpegBytesDataset(images, preprocess),
+            batch_size=ctx.batch_size,
+            num_workers=ctx.num_workers,
+            collate_fn=collate_raw,
+            persistent_workers=False,
+            prefetch_factor=4 if ctx.num_workers > 0 else None,
+        )
+        decoder = TensorDecoder(spec, ctx.device, images, preprocess)
+        chunks: list[torch.Tensor] = []
+        kept: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        done = 0
+        chunk_size = ctx.batch_size
+        # the host does not wait for the model (decoding overlaps it); bound the batches queued
+        # on the device so their pixels do not pile up in GPU memory
+        queued: deque[torch.cuda.Event] = deque()
+        for raw in loader:
+            if len(queued) >= _MAX_QUEUED:
+                queued.popleft().synchronize()
+            batch = decoder(raw)
+            skipped += batch.errors
+            self.stats.decoded_on_device += batch.on_device
+            self.stats.decoded_with_pil += batch.with_pil
+            if batch.pixels is not None:
+                out, chunk_size = _encode_with_fallback(backbone, batch.pixels, ctx, chunk_size,
+                                                        to_cpu=False)
+                chunks.append(out)
+                if ctx.device.type == "cuda":
+                    queued.append(torch.cuda.Event())
+                    queued[-1].record()
+                kept += batch.index
+                self.stats.images_encoded += len(batch.index)
+            done += raw.size
+            if progress:
+                progress(done, len(images))
+        self.stats.skipped += len(skipped)
+        feats = torch.cat(chunks).cpu() if chunks else torch.zeros(0, backbone.embed_dim)
         return feats, kept, skipped
 
     def _save(self, key: str, fs: FeatureSet, name: str) -> None:
@@ -206,14 +304,14 @@ def _save_npy(path: Any, array: np.ndarray) -> None:
 
 
 def _encode_with_fallback(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext,
-                          chunk: int) -> tuple[torch.Tensor, int]:
+                          chunk: int, to_cpu: bool = True) -> tuple[torch.Tensor, int]:
     """Encode in chunks; on CUDA out-of-memory halve the chunk and retry, down to 1."""
     outputs = []
     start = 0
     while start < pixels.shape[0]:
         part = pixels[start : start + chunk]
         try:
-            outputs.append(_encode_batch(backbone, part, ctx))
+            outputs.append(_encode_batch(backbone, part, ctx, to_cpu))
             start += part.shape[0]
         except torch.cuda.OutOfMemoryError:
             if chunk == 1:
@@ -226,7 +324,8 @@ def _encode_with_fallback(backbone: Backbone, pixels: torch.Tensor, ctx: RunCont
     return torch.cat(outputs), chunk
 
 
-def _encode_batch(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+def _encode_batch(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext,
+                  to_cpu: bool = True) -> torch.Tensor:
     pixels = pixels.to(ctx.device, non_blocking=True)
     with torch.no_grad():
         if ctx.device.type == "cuda" and ctx.dtype in (torch.float16, torch.bfloat16):
@@ -234,4 +333,7 @@ def _encode_batch(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext) -> 
                 feats = backbone.encode_images(pixels)
         else:
             feats = backbone.encode_images(pixels)
-    return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
+    feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+    # the GPU decode loop keeps features on the device: .cpu() would wait for the model and
+    # keep the next batch's decoding from overlapping it
+    return feats.cpu() if to_cpu else feats

@@ -27,6 +27,10 @@ class RunContext:
     batch_size: int = 256
     num_workers: int = 0
     offline: bool = False
+    # image decoding (``--decode``): "cpu" = PIL in DataLoader workers; "gpu" = workers read
+    # bytes, ``device`` decodes JPEGs (nvJPEG on CUDA) and preprocesses them as tensors
+    # (oodbench/decode.py); falls back to "cpu" per image or per backbone where it cannot apply
+    decode: str = "cpu"
     # stages whose cached artefacts are recomputed (``--rerun-from``): labels, synthesize, finetune
     refresh: tuple[str, ...] = ()
 

@@ -5,12 +5,59 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from PIL import Image
 
 from oodbench.components import Component
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorPreprocess:
+    """A backbone's image preprocessing stated as data, so tensor ops can reproduce it.
+
+    The GPU decode path (``--decode gpu``, :mod:`oodbench.decode`) decodes JPEGs to uint8 RGB
+    tensors and then applies: resize (``shortest``: the shorter side becomes ``size`` and the
+    longer one ``int(size * long / short)``, as torchvision's ``Resize(int)``; ``squash``: to
+    ``size`` = (height, width)), a centre crop to ``crop`` = (height, width) if given, rounding
+    to 8 bits (the PIL path resizes 8-bit images), ``/ 255`` and ``(x - mean) / std``.
+    ``crop_offset`` says how the crop's top-left corner is rounded: ``round`` as torchvision's
+    ``CenterCrop`` (banker's rounding of half-pixels), ``floor`` as Hugging Face processors.
+    """
+
+    size: int | tuple[int, int]
+    interpolation: Literal["bilinear", "bicubic"]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize_mode: Literal["shortest", "squash"] = "shortest"
+    crop: tuple[int, int] | None = None
+    crop_offset: Literal["round", "floor"] = "round"
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.resize_mode == "shortest" and (not isinstance(self.size, int) or not self.crop):
+            # without a crop the output size varies per image and batches cannot be stacked
+            raise ValueError("resize_mode 'shortest' takes an int size and a crop")
+        if self.resize_mode == "squash" and isinstance(self.size, int):
+            raise ValueError("resize_mode 'squash' takes a (height, width) size")
+        if self.crop is not None:
+            low = (self.size, self.size) if isinstance(self.size, int) else self.size
+            if self.crop[0] > low[0] or self.crop[1] > low[1]:  # would pad: not expressed here
+                raise ValueError("a crop larger than the resized image is not supported")
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"unsupported interpolation {self.interpolation!r}")
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the preprocessed image."""
+        if self.crop is not None:
+            return self.crop
+        assert not isinstance(self.size, int)  # __post_init__: only "squash" may omit the crop
+        return self.size
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -49,6 +96,14 @@ class Backbone(Component, ABC):
     @abstractmethod
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         """PIL image (any mode) -> CHW float tensor, ready for ``encode_images``. Picklable."""
+
+    def tensor_preprocess(self) -> TensorPreprocess | None:
+        """``preprocess()`` as a :class:`TensorPreprocess`, or None if tensor ops cannot
+        reproduce it (e.g. alpha compositing, padding, an unknown step).
+
+        Optional: the GPU decode path uses it; None makes that path fall back to the CPU one.
+        """
+        return None
 
     @abstractmethod
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:

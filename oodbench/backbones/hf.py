@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from oodbench.backbones.base import Backbone
+from oodbench.backbones.base import Backbone, TensorPreprocess
 from oodbench.errors import MissingDataError, OfflineError
 
 
@@ -75,6 +75,9 @@ class HFCLIPBackbone(Backbone):
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         return _ProcessorTransform(self._processor.image_processor)
 
+    def tensor_preprocess(self) -> TensorPreprocess | None:
+        return hf_tensor_spec(self._processor.image_processor)
+
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             feats = self._model.get_image_features(pixel_values=pixels.to(self.device))
@@ -88,6 +91,53 @@ class HFCLIPBackbone(Backbone):
         with torch.no_grad():
             feats = self._model.get_text_features(**tokens)
         return torch.nn.functional.normalize(_tensor(feats).float(), dim=-1)
+
+
+# processors whose steps are exactly resize, centre crop, rescale, normalise (in that order);
+# others (crop_pct, padding, tiling...) may do more, so they get no tensor spec
+_PLAIN_PROCESSORS = ("CLIPImageProcessor", "SiglipImageProcessor")
+_RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL.Image.Resampling values
+
+
+def _entry(mapping: Any, key: str) -> Any:
+    """``size["shortest_edge"]`` for plain dicts (transformers 4) and SizeDicts (5)."""
+    return mapping.get(key) if isinstance(mapping, dict) else getattr(mapping, key, None)
+
+
+def hf_tensor_spec(proc: Any) -> TensorPreprocess | None:
+    """The tensor spec of a CLIP/SigLIP image processor, or None if it does anything else."""
+    if not type(proc).__name__.startswith(_PLAIN_PROCESSORS):
+        return None
+    if not getattr(proc, "do_resize", False) or getattr(proc, "do_pad", None):
+        return None
+    if not getattr(proc, "do_rescale", False) or abs(proc.rescale_factor - 1 / 255) > 1e-9:
+        return None
+    size = getattr(proc, "size", None) or {}
+    shortest, height, width = (_entry(size, k) for k in ("shortest_edge", "height", "width"))
+    if _entry(size, "longest_edge") or not (shortest or (height and width)):
+        return None
+    # PIL resampling enums/ints (2, 3) or torchvision InterpolationMode ("bicubic")
+    value = getattr(proc.resample, "value", proc.resample)
+    interpolation = value if isinstance(value, str) else _RESAMPLE.get(value)
+    crop = None
+    if getattr(proc, "do_center_crop", False):
+        crop_size = proc.crop_size
+        crop = (int(_entry(crop_size, "height")), int(_entry(crop_size, "width")))
+    mean: Any = (0.0, 0.0, 0.0)
+    std: Any = (1.0, 1.0, 1.0)
+    if getattr(proc, "do_normalize", False):
+        mean, std = proc.image_mean, proc.image_std
+        mean = (mean,) * 3 if isinstance(mean, int | float) else tuple(mean)
+        std = (std,) * 3 if isinstance(std, int | float) else tuple(std)
+    try:
+        return TensorPreprocess(
+            size=int(shortest) if shortest else (int(height), int(width)),
+            interpolation=interpolation,  # type: ignore[arg-type]
+            mean=tuple(map(float, mean)), std=tuple(map(float, std)),  # type: ignore[arg-type]
+            resize_mode="shortest" if shortest else "squash", crop=crop,
+            crop_offset="floor")  # transformers crops at int((h - crop) / 2), not round()
+    except (ValueError, TypeError):  # unknown interpolation, a padding crop...
+        return None
 
 
 def _tensor(output: Any) -> torch.Tensor:

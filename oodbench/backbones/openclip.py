@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from oodbench.backbones.base import Backbone
+from oodbench.backbones.base import Backbone, TensorPreprocess
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 
@@ -94,6 +94,10 @@ class OpenCLIPBackbone(Backbone):
         _ = self._loaded
         return self._preprocess
 
+    def tensor_preprocess(self) -> TensorPreprocess | None:
+        _ = self._loaded
+        return tensor_spec_from_transform(self._preprocess)
+
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             feats = self._loaded.encode_image(pixels.to(self.device))
@@ -116,3 +120,56 @@ class OpenCLIPBackbone(Backbone):
         with torch.no_grad():
             feats = self._loaded.encode_text(tokens)
         return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+
+_RGB_STEPS = ("MaybeConvertMode", "_convert_to_rgb")  # open_clip's "make it RGB" steps
+_TO_TENSOR_STEPS = ("ToTensor", "MaybeToTensor")
+
+
+def tensor_spec_from_transform(transform: Any) -> TensorPreprocess | None:
+    """Read a torchvision ``Compose`` of Resize, CenterCrop, to-RGB, ToTensor, Normalize.
+
+    It is read from the transform object itself (not from open_clip's config), so the spec
+    describes exactly what the CPU path runs; any other step (open_clip's ``longest`` resize
+    with padding, random augmentation...) gives None and the GPU decode path falls back.
+    """
+    from torchvision import transforms as T
+
+    size: int | tuple[int, int] | None = None
+    crop: tuple[int, int] | None = None
+    interpolation = ""
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    as_tensor = False
+    steps = getattr(transform, "transforms", None)
+    if not steps:
+        return None
+    for step in steps:
+        # transform objects by class name, plain functions (older open_clip) by their name
+        name = getattr(step, "__name__", None) or type(step).__name__
+        if type(step) is T.Resize and size is None and not as_tensor and step.max_size is None:
+            value = step.size
+            size = (int(value) if isinstance(value, int)
+                    else int(value[0]) if len(value) == 1 else (int(value[0]), int(value[1])))
+            # PIL input (the CPU path) is always resized with antialiasing
+            interpolation = getattr(step.interpolation, "value", str(step.interpolation))
+        elif type(step) is T.CenterCrop and size is not None and crop is None and not as_tensor:
+            crop = (int(step.size[0]), int(step.size[1]))
+        elif name in _RGB_STEPS and getattr(step, "mode", "RGB") == "RGB":
+            continue  # images reach the transform as RGB already
+        elif name in _TO_TENSOR_STEPS and not as_tensor:
+            as_tensor = True
+        elif type(step) is T.Normalize and as_tensor and not mean:
+            mean, std = tuple(map(float, step.mean)), tuple(map(float, step.std))
+        else:
+            return None
+    if size is None or not as_tensor or len(mean) != 3 or len(std) != 3:
+        return None
+    try:
+        return TensorPreprocess(
+            size=size, interpolation=interpolation,  # type: ignore[arg-type]
+            mean=mean, std=std,  # type: ignore[arg-type]
+            resize_mode="shortest" if isinstance(size, int) else "squash", crop=crop,
+            crop_offset="round")
+    except ValueError:  # e.g. nearest interpolation, a padding crop: not expressed as a spec
+        return None
