@@ -4,7 +4,8 @@ One table per (source, suite, FPR95 convention): offline-suite rows and real-sui
 separate sections, and records computed under different FPR95 conventions never share a table.
 Rows are method x backbone, ranked by mean AUROC over the table's OOD sets; the best value of
 every column is marked. Invalid records are listed by file name and left out, never averaged.
-Published numbers (``reported.yaml``) get their own clearly labelled tables.
+Published numbers (``reported.yaml``) get their own clearly labelled tables. A record of N > 1
+independent generations (a ``generations`` block) shows mean ± standard deviation in its cells.
 
 The output is a pure function of the records: sorted, no clock, so ``check`` can compare bytes.
 """
@@ -55,6 +56,25 @@ class Entry:
     def mean_auroc(self) -> float:
         values = [m["auroc"] for m in self.record["metrics"].values()]
         return sum(values) / len(values)
+
+    @property
+    def generations(self) -> dict[str, Any] | None:
+        """The record's ``generations`` block when it averages N > 1 generations."""
+        block = self.record.get("generations")
+        return block if isinstance(block, dict) and block.get("n", 1) > 1 else None
+
+    def std(self, section: str, name: str, key: str) -> float | None:
+        """Std over generations of ``metrics``/``groups`` [name][key] (None: one generation)."""
+        block = self.generations
+        if block is None:
+            return None
+        value = block["std"].get(section, {}).get(name, {}).get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    def std_id_accuracy(self) -> float | None:
+        block = self.generations
+        value = block["std"].get("id_accuracy") if block else None
+        return float(value) if isinstance(value, int | float) else None
 
 
 @dataclass
@@ -207,6 +227,7 @@ class Column:
     group: str
     metric: str  # "fpr95", "auroc" or "id_accuracy"
     get: Callable[[Entry], float | None]
+    std: Callable[[Entry], float | None] = lambda _: None  # over generations, if any
 
     @property
     def lower_is_better(self) -> bool:
@@ -218,12 +239,15 @@ def columns(table: Table) -> list[Column]:
     cols = []
     for name, group in table.sets:
         for key in ("fpr95", "auroc"):
-            cols.append(Column(name, group, key, lambda e, n=name, k=key: e.metric(n, k)))
+            cols.append(Column(name, group, key, lambda e, n=name, k=key: e.metric(n, k),
+                               lambda e, n=name, k=key: e.std("metrics", n, k)))
     for group in table.groups:
         for key in ("fpr95", "auroc"):
             cols.append(Column(f"{group} avg", group, key,
-                               lambda e, g=group, k=key: e.group(g, k)))
-    cols.append(Column("ID acc", "", "id_accuracy", lambda e: float(e.record["id_accuracy"])))
+                               lambda e, g=group, k=key: e.group(g, k),
+                               lambda e, g=group, k=key: e.std("groups", g, k)))
+    cols.append(Column("ID acc", "", "id_accuracy", lambda e: float(e.record["id_accuracy"]),
+                       lambda e: e.std_id_accuracy()))
     return cols
 
 
@@ -242,6 +266,28 @@ def best_cells(table: Table) -> set[tuple[int, int]]:
 
 def pct(value: float | None) -> str:
     return DASH if value is None else f"{100 * value:.2f}"
+
+
+def pm(std: float | None) -> str:
+    """`` ± s`` (in %) for a mean over generations; empty for a single run."""
+    return "" if std is None else f" ± {100 * std:.2f}"
+
+
+def generations_text(entry: Entry) -> str:
+    """E.g. ``3 generations (seeds 0–2, 1 distinct label set)``; empty for a single run."""
+    block = entry.generations
+    if block is None:
+        return ""
+    seeds = block.get("seeds") or []
+    span = f"{min(seeds)}–{max(seeds)}" if seeds else DASH
+    distinct = block.get("distinct_label_sets")
+    sets = f"{distinct} distinct label set{'' if distinct == 1 else 's'}"
+    return f"{block['n']} generations (seeds {span}, {sets})"
+
+
+GENERATIONS_NOTE = ("Cells with ± are the mean ± standard deviation (sample, ddof 1) over the "
+                    "record's independent generations (label generator seeds = run seed + "
+                    "0..N-1); equal label banks share their scores.")
 
 
 def provenance(entry: Entry) -> dict[str, str]:
@@ -373,16 +419,20 @@ def _md_table(table: Table) -> list[str]:
     for r, entry in enumerate(table.entries):
         def cell(c: int, r: int = r, entry: Entry = entry) -> str:
             text = pct(cols[c].get(entry))
-            return f"**{text}**" if (r, c) in best else text
+            return (f"**{text}**" if (r, c) in best else text) + pm(cols[c].std(entry))
 
         prov = provenance(entry)
         lines.append(_md_row([str(r + 1), entry.method, entry.backbone,
                               *[f"{cell(c)} / {cell(c + 1)}" for c, _ in pairs],
                               cell(len(cols) - 1), prov["date"], prov["version"],
                               f"`{prov['git']}`", f"`{prov['suite']}`"]))
+    if any(entry.generations for entry in table.entries):
+        lines += ["", GENERATIONS_NOTE]
     lines += ["", "<details><summary>parameters and files</summary>", ""]
     lines += [f"- {entry.method} / {entry.backbone}: `{params_text(entry)}`, seed "
-              f"{provenance(entry)['seed']}, [`{entry.file}`](results/{entry.file})"
+              f"{provenance(entry)['seed']}"
+              + (f", {generations_text(entry)}" if entry.generations else "")
+              + f", [`{entry.file}`](results/{entry.file})"
               for entry in table.entries]
     return [*lines, "", "</details>", ""]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from oodbench.leaderboard import (
     DASH,
+    GENERATIONS_NOTE,
     REPORTED_NOTE,
     SOURCES,
     Entry,
@@ -20,8 +21,10 @@ from oodbench.leaderboard import (
     Table,
     best_cells,
     columns,
+    generations_text,
     params_text,
     pct,
+    pm,
     provenance,
     reported_cell,
 )
@@ -138,7 +141,8 @@ def _table(table: Table) -> str:
         for c, col in enumerate(cols):
             value = col.get(entry)
             cls = "num best" if (r, c) in best else "num"
-            cells.append(_td(pct(value), "" if value is None else f"{100 * value:.4f}", cls))
+            cells.append(_td(pct(value) + pm(col.std(entry)),
+                             "" if value is None else f"{100 * value:.4f}", cls))
         prov = provenance(entry)
         cells += [_td(prov[k]) for k in ("date", "version", "git", "suite", "seed")]
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -149,9 +153,13 @@ def _table(table: Table) -> str:
 
 def _params(table: Table) -> str:
     items = "".join(f"<li>{escape(e.method)} / {escape(e.backbone)}: <code>"
-                    f"{escape(params_text(e))}</code>; file <code>{escape(e.file)}</code></li>"
+                    f"{escape(params_text(e))}</code>; "
+                    + (f"{escape(generations_text(e))}; " if e.generations else "")
+                    + f"file <code>{escape(e.file)}</code></li>"
                     for e in table.entries)
-    return f"<details><summary>parameters and files</summary><ul>{items}</ul></details>"
+    note = (f"<p>{escape(GENERATIONS_NOTE)}</p>"
+            if any(e.generations for e in table.entries) else "")
+    return f"{note}<details><summary>parameters and files</summary><ul>{items}</ul></details>"
 
 
 def _td(text: str, value: Any = None, cls: str = "") -> str:

@@ -8,6 +8,16 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
 * ``metrics``: OOD set -> {group, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood[, ci]}
 * ``groups``: near / far -> unweighted means over the group's sets
 * ``id_accuracy``, ``fpr_convention`` ("paper" or "openood"), ``source`` ("offline" | "real")
+* ``generations`` (only when a stochastic label generator ran N > 1 independent generations):
+  ``metrics``, ``groups`` and ``id_accuracy`` above are then the MEANS over the generations, and
+  this block holds ``n``; ``seeds`` (run seed + 0..N-1); ``label_sets`` (per generation, the
+  index of its distinct label bank: equal banks share one set of scores) and
+  ``distinct_label_sets``; ``std_ddof`` (1: sample standard deviation); ``per_generation``: per
+  generation {seed, label_set, labels (count), id_accuracy, metrics: set -> {auroc, fpr95,
+  aupr_in, aupr_out[, ci]}, groups: group -> {auroc, fpr95, aupr_in, aupr_out}}; ``std``:
+  {metrics: set -> {auroc, fpr95, aupr_in, aupr_out}, groups: group -> {...}, id_accuracy}.
+  Top-level ``ci`` is left out then (bootstrap intervals are per generation); ``curves``,
+  ``labels`` and ``notes`` are generation 0's.
 * ``counts``: images per set and images skipped as unreadable (with a few examples)
 * ``timings``: seconds per stage (encode, labels, synthesize, finetune, prepare, score, total)
 * ``curves``: per set, score histograms (ID vs OOD) and a down-sampled ROC curve, for plots
@@ -19,8 +29,10 @@ Records are written atomically and only once the whole run has succeeded.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +46,8 @@ from oodbench.paths import REPO_ROOT
 SCHEMA = "oodbench.result/1"
 REQUIRED = ("schema", "method", "suite", "backbone", "metrics", "groups", "id_accuracy",
             "fpr_convention", "params", "environment", "seed", "created", "timings")
+METRIC_KEYS = ("auroc", "fpr95", "aupr_in", "aupr_out")
+STD_DDOF = 1  # sample standard deviation over generations
 
 
 def record_filename(method: str, suite: str, backbone: str) -> str:
@@ -61,7 +75,115 @@ def validate_record(data: Any) -> list[str]:
             value = m.get(key) if isinstance(m, dict) else None
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 problems.append(f"metrics[{name!r}].{key} is not a number in [0, 1]")
+    if "generations" in data:
+        problems += generation_problems(data["generations"], data.get("metrics"))
     return problems
+
+
+def _fraction(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def generation_problems(block: Any, metrics: Any) -> list[str]:
+    """What is wrong with a record's ``generations`` block (empty list = valid)."""
+    if not isinstance(block, dict):
+        return ["generations is not an object"]
+    n = block.get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        return [f"generations.n is {n!r}, expected an integer >= 1"]
+    problems = []
+    seeds, label_sets = block.get("seeds"), block.get("label_sets")
+    if not (isinstance(seeds, list) and len(seeds) == n and len(set(seeds)) == n
+            and all(isinstance(x, int) for x in seeds)):
+        problems.append(f"generations.seeds must be {n} distinct integers")
+    if not (isinstance(label_sets, list) and len(label_sets) == n
+            and all(isinstance(x, int) and 0 <= x < n for x in label_sets)):
+        problems.append(f"generations.label_sets must be {n} indices in [0, {n})")
+    elif block.get("distinct_label_sets") != len(set(label_sets)):
+        problems.append("generations.distinct_label_sets does not match label_sets")
+    per_generation = block.get("per_generation")
+    if not isinstance(per_generation, list) or len(per_generation) != n:
+        problems.append(f"generations.per_generation must hold {n} entries")
+    else:
+        for g, entry in enumerate(per_generation):
+            values = entry.get("metrics") if isinstance(entry, dict) else None
+            if not isinstance(values, dict) or not all(
+                    isinstance(m, dict) and _fraction(m.get("auroc")) and _fraction(m.get("fpr95"))
+                    for m in values.values()):
+                problems.append(f"generations.per_generation[{g}].metrics must give auroc and "
+                                f"fpr95 in [0, 1] per OOD set")
+    std = block.get("std")
+    std_metrics = std.get("metrics") if isinstance(std, dict) else None
+    if not isinstance(std_metrics, dict) or (isinstance(metrics, dict)
+                                             and set(std_metrics) != set(metrics)):
+        problems.append("generations.std.metrics must name the same OOD sets as metrics")
+    else:
+        for name, values in std_metrics.items():
+            if not isinstance(values, dict) or not all(_fraction(values.get(k))
+                                                       for k in ("auroc", "fpr95")):
+                problems.append(f"generations.std.metrics[{name!r}] must give auroc and fpr95 "
+                                f"in [0, 1]")
+    return problems
+
+
+def mean_std(values: Sequence[float], ddof: int = STD_DDOF) -> tuple[float, float]:
+    """Mean and standard deviation (``ddof`` 1: the sample std; 0 for too few values).
+
+    Identical values return that value itself, not a float sum divided back: a deterministic
+    method's N generations then give exactly its single-run numbers.
+    """
+    items = [float(v) for v in values]
+    if not items:
+        raise ValueError("mean_std needs at least one value")
+    if all(v == items[0] for v in items):
+        return items[0], 0.0
+    mean = math.fsum(items) / len(items)
+    if len(items) <= ddof:
+        return mean, 0.0
+    variance = math.fsum((v - mean) ** 2 for v in items) / (len(items) - ddof)
+    return mean, math.sqrt(variance)
+
+
+def generation_summary(per_set: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]],
+                       id_accuracy: Sequence[float], seeds: Sequence[int],
+                       label_sets: Sequence[int], label_counts: Sequence[int | None]
+                       ) -> tuple[dict[str, Any], dict[str, Any], float, dict[str, Any]]:
+    """Means over generations for ``metrics`` / ``groups`` / ``id_accuracy``, and the
+    ``generations`` block. Inputs are per generation, in order: per-set metric entries (as in
+    ``metrics``), group means (as in ``groups``), ID accuracies, seeds, label-set indices and
+    label counts."""
+    def reduce(entries: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        means, stds = {}, {}
+        for name, first in entries[0].items():
+            mean_entry = {k: v for k, v in first.items() if k != "ci"}
+            std_entry = {}
+            for key in METRIC_KEYS:
+                if key in first:
+                    mean_entry[key], std_entry[key] = mean_std([e[name][key] for e in entries])
+            means[name], stds[name] = mean_entry, std_entry
+        return means, stds
+
+    mean_sets, std_sets = reduce(per_set)
+    mean_groups, std_groups = reduce(groups)
+    mean_acc, std_acc = mean_std(id_accuracy)
+
+    def pick(entry: dict[str, Any], keep_ci: bool) -> dict[str, Any]:
+        out = {k: entry[k] for k in METRIC_KEYS if k in entry}
+        if keep_ci and "ci" in entry:
+            out["ci"] = entry["ci"]
+        return out
+
+    per_generation = [
+        {"seed": seed, "label_set": label_set, "labels": count, "id_accuracy": acc,
+         "metrics": {name: pick(m, True) for name, m in sets.items()},
+         "groups": {name: pick(m, False) for name, m in grouped.items()}}
+        for seed, label_set, count, acc, sets, grouped in zip(
+            seeds, label_sets, label_counts, id_accuracy, per_set, groups, strict=True)]
+    block = {"n": len(seeds), "seeds": list(seeds), "label_sets": list(label_sets),
+             "distinct_label_sets": len(set(label_sets)), "std_ddof": STD_DDOF,
+             "per_generation": per_generation,
+             "std": {"metrics": std_sets, "groups": std_groups, "id_accuracy": std_acc}}
+    return mean_sets, mean_groups, mean_acc, block
 
 
 def environment(device: str, dtype: str) -> dict[str, Any]:

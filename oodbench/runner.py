@@ -3,10 +3,21 @@
 Flow: resolve the suite's sources (fails fast on missing data) -> encode ID test and OOD images
 (cached) -> labels -> samples -> fine-tuning -> scorer preparation -> score -> metrics -> record.
 The record is written only after everything succeeded, atomically.
+
+Independent generations: a label generator with an integer parameter ``generations`` = N > 1
+(a stochastic generator: an LLM, an MLLM, a diffusion model) makes the runner repeat labels ->
+synthesize -> finetune -> prepare -> score N times. Generation g runs with its own
+:class:`RunContext` / :class:`MethodEnv` whose seed is the run seed + g, so every seeded choice
+and every seeded cache key changes; images are encoded once. When a generation's label bank
+equals an earlier generation's (a deterministic generator, such as the WordNet envisioner), the
+later stages are not run again: it reuses that generation's scores. The record's ``metrics``,
+``groups`` and ``id_accuracy`` are means over the generations; its ``generations`` block holds
+the seeds, the per-generation values and the standard deviations (see ``oodbench.results``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +29,7 @@ import numpy as np
 import torch
 
 from oodbench import metrics
-from oodbench.cache import ArtifactCache
+from oodbench.cache import ArtifactCache, content_key
 from oodbench.data.sources import resolve_source
 from oodbench.data.suite import Suite, load_suite
 from oodbench.env import MethodEnv
@@ -26,8 +37,14 @@ from oodbench.errors import OODBenchError
 from oodbench.features import FeatureStore, Progress
 from oodbench.method import MethodSpec, split_overrides
 from oodbench.plugins import Registry
-from oodbench.results import curves, environment, utc_now, write_record
-from oodbench.types import FeatureSet, RunContext, TextHead
+from oodbench.results import (
+    curves,
+    environment,
+    generation_summary,
+    utc_now,
+    write_record,
+)
+from oodbench.types import FeatureSet, LabelBank, RunContext, TextHead
 
 
 @dataclass
@@ -106,14 +123,10 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
         id_feats = env.encode(id_images, f"encode {suite.id_name} (ID)")
         ood_feats = {name: env.encode(images, f"encode {name}")
                      for name, images in ood_images.items()}
-    head, label_info = _prepare(env, components, timer)
-    scorer = components[-1][1]
-    with timer.stage("score"):
-        id_scores, predictions = _score(scorer, head, id_feats)
-        ood_scores = {name: _score(scorer, head, fs)[0] for name, fs in ood_feats.items()}
+    outcomes = _generations(env, components, id_feats, ood_feats, timer, log)
 
     record = _record(request, ctx, spec, suite, backbone_name, backbone, components, id_feats,
-                     ood_feats, id_scores, predictions, ood_scores, label_info, env)
+                     ood_feats, outcomes)
     timer.seconds["total"] = round(time.perf_counter() - start, 4)
     record["timings"] = timer.seconds
     record["cache"] = {"images_encoded": store.stats.images_encoded,
@@ -124,10 +137,75 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     return record
 
 
-def _prepare(env: MethodEnv, components: list[tuple[str, Any]],
-             timer: Timer) -> tuple[TextHead, dict[str, Any]]:
-    labels = samples = None
-    label_info: dict[str, Any] = {}
+@dataclass
+class Generation:
+    """One generation's scores; a generation whose labels repeat an earlier one shares them."""
+
+    seed: int
+    label_set: int  # index of its distinct label bank, in order of first appearance
+    label_info: dict[str, Any]
+    id_scores: np.ndarray
+    predictions: np.ndarray
+    ood_scores: dict[str, np.ndarray]
+    notes: dict[str, Any]
+
+
+def generations_of(components: list[tuple[str, Any]]) -> int:
+    """N from the label generator's ``generations`` parameter (1 without one)."""
+    for role, component in components:
+        if role == "label_generator":
+            value = getattr(component, "generations", 1)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise OODBenchError(f"{component.name}.generations must be an integer >= 1, "
+                                    f"got {value!r}.")
+            return value
+    return 1
+
+
+def _generations(env: MethodEnv, components: list[tuple[str, Any]], id_feats: FeatureSet,
+                 ood_feats: dict[str, FeatureSet], timer: Timer,
+                 log: Callable[[str], None]) -> list[Generation]:
+    """Run labels -> ... -> score once per generation; repeated label banks reuse scores."""
+    count = generations_of(components)
+    outcomes: list[Generation] = []
+    first_seen: dict[str, Generation] = {}  # label bank fingerprint -> its first generation
+    scorer = components[-1][1]
+    for g in range(count):
+        seed = env.ctx.seed + g
+        genv = env if g == 0 else dataclasses.replace(
+            env, ctx=dataclasses.replace(env.ctx, seed=seed), notes={})
+        if count > 1:
+            log(f"generation {g + 1}/{count} (seed {seed})")
+        head, bank, label_info = _labels(genv, components, timer)
+        fingerprint = _bank_fingerprint(bank) if count > 1 else None
+        earlier = first_seen.get(fingerprint) if fingerprint is not None else None
+        if earlier is not None:
+            log(f"generation {g + 1}: the same labels as seed {earlier.seed}; reusing its scores")
+            outcomes.append(dataclasses.replace(earlier, seed=seed, label_info=label_info,
+                                                notes=genv.notes))
+            continue
+        head = _prepare(genv, components, head, bank, timer)
+        with timer.stage("score"):
+            id_scores, predictions = _score(scorer, head, id_feats)
+            ood_scores = {name: _score(scorer, head, fs)[0] for name, fs in ood_feats.items()}
+        outcome = Generation(seed, len(first_seen), label_info, id_scores, predictions,
+                             ood_scores, genv.notes)
+        if fingerprint is not None:
+            first_seen[fingerprint] = outcome
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _bank_fingerprint(bank: LabelBank | None) -> str | None:
+    """What the head is built from: the labels, their order and their prompt templates."""
+    if bank is None:
+        return None
+    return content_key(list(bank.labels), [bank.prompts_for(i) for i in range(len(bank.labels))])
+
+
+def _labels(env: MethodEnv, components: list[tuple[str, Any]], timer: Timer
+            ) -> tuple[TextHead, LabelBank | None, dict[str, Any]]:
+    """The ID head, with the label generator's bank added when the method has one."""
     head = TextHead(env.id_text_features(), list(env.suite.classes))
     for role, component in components:
         if role == "label_generator":
@@ -139,13 +217,22 @@ def _prepare(env: MethodEnv, components: list[tuple[str, Any]],
                           "source": labels.source, "params": labels.params,
                           "meta": {k: v for k, v in labels.meta.items()
                                    if isinstance(v, str | int | float | bool)}}
-        elif role == "synthesizer":
+            return head, labels, label_info
+    return head, None, {}
+
+
+def _prepare(env: MethodEnv, components: list[tuple[str, Any]], head: TextHead,
+             labels: LabelBank | None, timer: Timer) -> TextHead:
+    """Synthesize -> fine-tune -> scorer preparation, after the labels."""
+    samples = None
+    for role, component in components:
+        if role == "synthesizer":
             with timer.stage("synthesize"):
                 samples = component.synthesize(env, labels)
         elif role == "finetuner":
             with timer.stage("finetune"):
                 head = component.finetune(env, head, samples)
-        else:
+        elif role == "scorer":
             if component.needs_extra_labels and head.extra_features is None:
                 raise OODBenchError(
                     f"Scorer {component.name!r} needs extra labels but the method has no label "
@@ -153,7 +240,7 @@ def _prepare(env: MethodEnv, components: list[tuple[str, Any]],
                 )
             with timer.stage("prepare"):
                 head = component.prepare(env, head)
-    return head, label_info
+    return head
 
 
 def _score(scorer: Any, head: TextHead, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
@@ -169,30 +256,27 @@ def _score(scorer: Any, head: TextHead, fs: FeatureSet) -> tuple[np.ndarray, np.
 
 def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite,
             backbone_name: str, backbone: Any, components: list[tuple[str, Any]],
-            id_feats: FeatureSet, ood_feats: dict[str, FeatureSet], id_scores: np.ndarray,
-            predictions: np.ndarray, ood_scores: dict[str, np.ndarray],
-            label_info: dict[str, Any], env: MethodEnv) -> dict[str, Any]:
-    per_set: dict[str, Any] = {}
-    plots: dict[str, Any] = {}
+            id_feats: FeatureSet, ood_feats: dict[str, FeatureSet],
+            outcomes: list[Generation]) -> dict[str, Any]:
     group_of = {s.name: s.group for s in suite.ood}
-    for name, scores in ood_scores.items():
-        m = metrics.ood_metrics(id_scores, scores, convention=request.fpr_convention)
-        entry: dict[str, Any] = {"group": group_of[name], **m.as_dict()}
-        if request.bootstrap:
-            entry["ci"] = {k: list(v) for k, v in metrics.bootstrap_ci(
-                id_scores, scores, request.bootstrap, seed=ctx.seed,
-                convention=request.fpr_convention).items()}
-        per_set[name] = entry
-        plots[name] = curves(id_scores, scores)
-    groups = {}
-    for group in ("near", "far"):
-        members = [metrics.ood_metrics(id_scores, ood_scores[n], request.fpr_convention)
-                   for n in ood_scores if group_of[n] == group]
-        if members:
-            groups[group] = {**metrics.mean_metrics(members), "sets": len(members)}
+    # metrics per distinct label set (generations with repeated labels share them)
+    evaluated: dict[int, tuple[dict[str, Any], dict[str, Any], float]] = {}
+    for outcome in outcomes:
+        if outcome.label_set not in evaluated:
+            evaluated[outcome.label_set] = _evaluate(request, outcome, group_of, id_feats)
+    per_set, groups, id_accuracy = evaluated[outcomes[0].label_set]
+    generations = None
+    if len(outcomes) > 1:
+        runs = [evaluated[o.label_set] for o in outcomes]
+        per_set, groups, id_accuracy, generations = generation_summary(
+            [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs],
+            [o.seed for o in outcomes], [o.label_set for o in outcomes],
+            [o.label_info.get("count") for o in outcomes])
+    first = outcomes[0]
+    plots = {name: curves(first.id_scores, scores) for name, scores in first.ood_scores.items()}
     offline = all(src.get("type") == "offline"
                   for src in [suite.id_test, *(s.source for s in suite.ood)])
-    return {
+    record = {
         "schema": "oodbench.result/1",
         "method": spec.name,
         "method_spec": spec.to_dict(),
@@ -204,10 +288,10 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
         "source": "offline" if offline else "real",
         "metrics": per_set,
         "groups": groups,
-        "id_accuracy": metrics.id_accuracy(predictions, id_feats.labels),
+        "id_accuracy": id_accuracy,
         "fpr_convention": request.fpr_convention,
-        "labels": label_info or None,
-        "notes": env.notes,
+        "labels": first.label_info or None,
+        "notes": first.notes,
         "counts": {
             "id": len(id_feats),
             "ood": {n: len(fs) for n, fs in ood_feats.items()},
@@ -221,3 +305,25 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
         "seed": ctx.seed,
         "created": utc_now(),
     }
+    if generations is not None:
+        record["generations"] = generations
+    return record
+
+
+def _evaluate(request: RunRequest, outcome: Generation, group_of: dict[str, str],
+              id_feats: FeatureSet) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Per-set metrics (with bootstrap CIs if asked), group means and ID accuracy."""
+    per_set: dict[str, Any] = {}
+    members: dict[str, list[metrics.OODMetrics]] = {}
+    for name, scores in outcome.ood_scores.items():
+        m = metrics.ood_metrics(outcome.id_scores, scores, convention=request.fpr_convention)
+        entry: dict[str, Any] = {"group": group_of[name], **m.as_dict()}
+        if request.bootstrap:
+            entry["ci"] = {k: list(v) for k, v in metrics.bootstrap_ci(
+                outcome.id_scores, scores, request.bootstrap, seed=outcome.seed,
+                convention=request.fpr_convention).items()}
+        per_set[name] = entry
+        members.setdefault(group_of[name], []).append(m)
+    groups = {group: {**metrics.mean_metrics(members[group]), "sets": len(members[group])}
+              for group in ("near", "far") if members.get(group)}
+    return per_set, groups, metrics.id_accuracy(outcome.predictions, id_feats.labels)

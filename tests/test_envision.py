@@ -83,7 +83,8 @@ def test_envision_with_an_llm_is_cached_and_filtered(registry, colour_suite, tmp
     registry.add_plugin(ScriptedPlugin(), "scripted")
     method = tmp_path / "eoe.yaml"
     method.write_text("name: eoe-test\nlabel_generator: {name: envision, params: "
-                      "{envisioner: scripted, far_labels: 4, per_turn: 2}}\nscorer: mcm\n")
+                      "{envisioner: scripted, far_labels: 4, per_turn: 2, generations: 1}}\n"
+                      "scorer: mcm\n")
     ctx = RunContext(cache_dir=tmp_path / "cache")
     ScriptedLLM.total = 0
     record = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
@@ -158,6 +159,30 @@ def test_transformers_llm_backend_runs_batched_and_prefilled(tiny_causal_lm):
     assert answers == llm.generate(chats)  # greedy: deterministic
 
 
+def test_transformers_llm_sampling_follows_the_seed(tiny_causal_lm):
+    import torch
+
+    from oodbench.generative.text import TransformersTextGenerator
+
+    chats = [[{"role": "user", "content": "list three animals"}]]
+
+    def sample(seed: int) -> str:
+        llm = TransformersTextGenerator(model=str(tiny_causal_lm), max_new_tokens=12,
+                                        temperature=1.5, seed=seed, device="cpu")
+        return llm.generate(chats)[0]
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    draws = [sample(seed) for seed in range(4)]
+    assert torch.equal(state, torch.get_rng_state())  # the caller's RNG is left alone
+    assert draws[0] == sample(0)  # the same seed, the same answer
+    assert len(set(draws)) > 1  # other seeds, other answers
+    greedy = TransformersTextGenerator(model=str(tiny_causal_lm), seed=3)
+    sampler = TransformersTextGenerator(model=str(tiny_causal_lm), temperature=0.7, seed=3)
+    assert not greedy.uses_seed() and "seed" not in greedy.identity()
+    assert sampler.uses_seed() and "'seed': 3" in sampler.identity()
+
+
 def test_llm_missing_model_is_one_line(tmp_path):
     from oodbench.errors import MissingDataError
     from oodbench.generative.text import TransformersTextGenerator
@@ -203,9 +228,12 @@ def test_endpoint_round_trip_on_loopback(monkeypatch):
     try:
         monkeypatch.setenv("TEST_LLM_KEY", "secret")
         llm = OpenAIEndpointGenerator(base_url=f"http://127.0.0.1:{server.server_port}/v1",
-                                      model="m", api_key_env="TEST_LLM_KEY")
+                                      model="m", api_key_env="TEST_LLM_KEY", seed=7)
         assert llm.generate([[{"role": "user", "content": "birds?"}]]) == ["- owl\n- kite"]
     finally:
         server.shutdown()
     assert seen["path"] == "/v1/chat/completions" and seen["auth"] == "Bearer secret"
     assert seen["body"]["temperature"] == 0.0 and "secret" not in llm.identity()
+    # the run seed travels with the request; a served model counts as seed-dependent
+    assert seen["body"]["seed"] == 7 and "top_p" not in seen["body"]
+    assert llm.uses_seed() and "seed=7" in llm.identity()

@@ -18,24 +18,51 @@ from oodbench.components import Component
 
 @dataclasses.dataclass
 class TextGenerator(Component):
-    """A text LLM: chat prompts in, answers out."""
+    """A text LLM: chat prompts in, answers out.
+
+    ``seed`` is set by whoever creates the generator for a run (the envisioners pass the run's
+    seed, which differs per independent generation); ``uses_seed()`` says whether the answers
+    depend on it (sampling, or a remote model that is not deterministic), so that greedy local
+    models share one cached answer across seeds.
+    """
 
     kind: ClassVar[str] = "text_generator"
+    seed: int = 0
 
     @abstractmethod
     def generate(self, prompts: Sequence[list[dict[str, str]]]) -> list[str]:
         """One answer per chat (a list of {"role", "content"} messages)."""
 
+    def uses_seed(self) -> bool:
+        """Whether the answers depend on ``seed`` (False: the same prompts, the same answers)."""
+        return False
+
+    def identity_params(self) -> dict[str, object]:
+        """``params()`` without ``seed`` when the answers do not depend on it."""
+        params = self.params()
+        if not self.uses_seed():
+            params.pop("seed", None)
+        return params
+
     def identity(self) -> str:
         """What produced the answers (model id + parameters), for cache keys and provenance."""
-        return f"{self.name}:{self.params()}"
+        return f"{self.name}:{self.identity_params()}"
 
 
 @dataclasses.dataclass
 class ImageDescriber(Component):
-    """A multimodal LLM: (image, prompt) pairs in, answers out."""
+    """A multimodal LLM: (image, prompt) pairs in, answers out.
+
+    ``seed`` as for :class:`TextGenerator`: set from the run's seed by the caller; used only by
+    describers that sample (``uses_seed()``).
+    """
 
     kind: ClassVar[str] = "image_describer"
+    seed: int = 0
+
+    def uses_seed(self) -> bool:
+        """Whether the answers depend on ``seed``."""
+        return False
 
     @abstractmethod
     def describe(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
@@ -53,7 +80,10 @@ class ImageDescriber(Component):
         """Per (image, prompt), the parsed outlier labels the describer proposes."""
 
     def identity(self) -> str:
-        return f"{self.name}:{self.params()}"
+        params = self.params()
+        if not self.uses_seed():
+            params.pop("seed", None)
+        return f"{self.name}:{params}"
 
 
 @dataclasses.dataclass

@@ -1,6 +1,9 @@
 """Envisioners answer EOE's three requests (far, near, fine-grained) plus broad categories.
 
-* :class:`LLMEnvisioner` asks a text LLM with the prompt families of ``prompts.py``.
+* :class:`LLMEnvisioner` asks a text LLM with the prompt families of ``prompts.py``. With
+  ``order_seed`` set it lists the ID names (far, fine-grained) and the near few-shot examples
+  in an order drawn from that seed: a greedy model then answers each independent generation
+  differently without sampling.
 * :class:`KnowledgeEnvisioner` answers the same requests from WordNet, ranked with the
   backbone's text encoder: deterministic, seconds, no model download. It is what CI and the
   offline default use, and records say so (``envisioner: knowledge``): its labels are not an
@@ -11,16 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import torch
 
+from oodbench.cache import content_key
 from oodbench.generative import TextGenerator
 from oodbench.generative import prompts as P
 from oodbench.labels import wordnet
 
 if TYPE_CHECKING:
     from oodbench.env import MethodEnv
+
+T = TypeVar("T")
 
 CONCRETE = {"noun.animal", "noun.artifact", "noun.food", "noun.object", "noun.plant",
             "noun.body", "noun.substance", "noun.phenomenon"}
@@ -31,11 +38,20 @@ class LLMEnvisioner:
     generator: TextGenerator
     per_turn: int = 50
     max_turns: int = 10
+    order_seed: int | None = None  # None: names and examples in their given order
     transcript: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def identity(self) -> str:
-        return self.generator.identity()
+        order = "" if self.order_seed is None else f":order-seed={self.order_seed}"
+        return self.generator.identity() + order
+
+    def _order(self, items: Sequence[T], kind: str) -> list[T]:
+        """``items`` as given, or permuted by ``order_seed`` (per request kind)."""
+        if self.order_seed is None:
+            return list(items)
+        rng = np.random.default_rng(int(content_key(self.order_seed, kind)[:12], 16))
+        return [items[i] for i in rng.permutation(len(items))]
 
     def _ask(self, chats: list[P.Chat], kind: str) -> list[str]:
         answers = self.generator.generate(chats)
@@ -44,7 +60,8 @@ class LLMEnvisioner:
         return answers
 
     def broad_categories(self, env: MethodEnv, id_names: Sequence[str], m: int) -> list[str]:
-        answer = self._ask([[{"role": "user", "content": P.broad_prompt(id_names, m)}]],
+        names = self._order(id_names, "broad")
+        answer = self._ask([[{"role": "user", "content": P.broad_prompt(names, m)}]],
                            "broad")[0]
         return P.parse_list_answer(answer)[:m]
 
@@ -63,16 +80,20 @@ class LLMEnvisioner:
     def far(self, env: MethodEnv, id_names: Sequence[str], broad: Sequence[str],
             count: int) -> list[str]:
         n = min(self.per_turn, count)
-        return self._multi_turn(P.far_prompt(id_names, n), P.far_more_prompt(n), count, "far")
+        names = self._order(id_names, "far")
+        return self._multi_turn(P.far_prompt(names, n), P.far_more_prompt(n), count, "far")
 
     def near(self, env: MethodEnv, id_names: Sequence[str], count: int) -> list[list[str]]:
-        answers = self._ask([P.near_chat(name, count) for name in id_names], "near")
+        examples = self._order(P.NEAR_EXAMPLES, "near")
+        answers = self._ask([P.near_chat(name, count, examples=examples) for name in id_names],
+                            "near")
         return [P.parse_list_answer(a) for a in answers]
 
     def fine_grained(self, env: MethodEnv, id_names: Sequence[str], kind: str,
                      count: int) -> list[str]:
         n = min(self.per_turn, count)
-        return self._multi_turn(P.fine_prompt(id_names, kind, n), P.fine_more_prompt(kind, n),
+        names = self._order(id_names, "fine-grained")
+        return self._multi_turn(P.fine_prompt(names, kind, n), P.fine_more_prompt(kind, n),
                                 count, "fine-grained")
 
 
@@ -84,7 +105,7 @@ class KnowledgeEnvisioner:
     min_depth: int = 4  # broad categories deeper than "entity > physical entity > object > ..."
     transcript: list[dict[str, Any]] = field(default_factory=list)
 
-    identity = "knowledge:wordnet-3.0"
+    identity = "knowledge:wordnet-3.0"  # deterministic: the same answers for every seed
 
     def _pool(self) -> list[tuple[str, int]]:
         """Familiar concrete nouns: (lemma, synset) with at least one sense-tagged use."""

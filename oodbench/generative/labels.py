@@ -14,14 +14,38 @@ from oodbench.labels.bank import cached_bank
 from oodbench.types import LabelBank
 
 TASKS = ("far", "near", "fine-grained")
+PROMPT_ORDERS = ("auto", "fixed", "seeded")
 
 
 def make_envisioner(env: MethodEnv, name: str, llm_params: dict[str, Any], per_turn: int,
-                    max_turns: int) -> KnowledgeEnvisioner | LLMEnvisioner:
+                    max_turns: int, prompt_order: str = "fixed"
+                    ) -> KnowledgeEnvisioner | LLMEnvisioner:
+    """The WordNet envisioner, or an LLM one whose generator gets the run's seed.
+
+    ``prompt_order``: ``fixed`` lists names and examples as given; ``seeded`` in an order drawn
+    from the run's seed; ``auto`` = seeded only when the LLM answers deterministically (greedy
+    local model), so that independent generations (seeds) give different answers.
+    """
+    if prompt_order not in PROMPT_ORDERS:
+        raise ParameterError(f"prompt_order must be one of {', '.join(PROMPT_ORDERS)}, got "
+                             f"{prompt_order!r}.")
     if name == "knowledge":
         return KnowledgeEnvisioner()
-    generator = env.registry.create("text_generator", name, llm_params)
-    return LLMEnvisioner(generator, per_turn=per_turn, max_turns=max_turns)
+    generator = env.registry.create("text_generator", name,
+                                    {"seed": env.ctx.seed, **llm_params})
+    seeded = prompt_order == "seeded" or (prompt_order == "auto" and not generator.uses_seed())
+    return LLMEnvisioner(generator, per_turn=per_turn, max_turns=max_turns,
+                         order_seed=env.ctx.seed if seeded else None)
+
+
+def key_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A label generator's parameters that shape one bank (``generations`` only repeats it)."""
+    return {k: v for k, v in params.items() if k != "generations"}
+
+
+def check_generations(value: int) -> None:
+    if value < 1:
+        raise ValueError(f"generations must be at least 1, got {value}")
 
 
 def resolve_task(env: MethodEnv, task: str) -> str:
@@ -38,6 +62,11 @@ class EnvisionLabels(LabelGenerator):
     far: broad categories, then ``far_labels`` names requested ``per_turn`` at a time;
     near: ``near_per_class`` names per ID class (EOE's word-overlap filter on by default);
     fine-grained: other kinds of ``fine_kind`` not in the dataset.
+
+    ``generations``: independent generations the runner averages (EOE reports the mean ± std
+    of 3), each with the run seed + g. The WordNet envisioner is deterministic: its generations
+    share one cached bank and the runner scores it once. LLM envisioners get the seed (see
+    ``make_envisioner``), so their generations differ.
     """
 
     name = "envision"
@@ -51,14 +80,20 @@ class EnvisionLabels(LabelGenerator):
     fine_kind: str = ""  # e.g. "food"; default: the ID classes' first broad category
     broad_count: int = 8
     word_overlap_filter: bool = True
-    generation: int = 0  # index of an independent generation (EOE averages three)
+    generations: int = 3  # independent generations, seeds = run seed + 0..N-1 (EOE: 3)
+    prompt_order: str = "auto"  # auto | fixed | seeded (see make_envisioner)
     template: str = "a photo of a {}"
     llm_params: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_generations(self.generations)
+
     def generate(self, env: MethodEnv) -> LabelBank:
         envisioner = make_envisioner(env, self.envisioner, self.llm_params, self.per_turn,
-                                     self.max_turns)
-        key = env.key("labels", self.name, self.params(), envisioner.identity, P.prompts_hash())
+                                     self.max_turns, self.prompt_order)
+        # the envisioner's identity carries the seed exactly when its answers depend on it
+        key = env.key("labels", self.name, key_params(self.params()), envisioner.identity,
+                      P.prompts_hash())
         return cached_bank(env.cache, key, lambda: self._envision(env, envisioner), env.log,
                            reuse=env.reuse("labels"))
 

@@ -46,10 +46,15 @@ def far_more_prompt(count: int) -> str:
     )
 
 
-def near_chat(id_name: str, count: int, with_image: bool = False) -> Chat:
-    """Few-shot chat for one ID class (MM-OOD adds "and this image" when an image is shown)."""
+def near_chat(id_name: str, count: int, with_image: bool = False,
+              examples: Sequence[tuple[str, list[str]]] = NEAR_EXAMPLES) -> Chat:
+    """Few-shot chat for one ID class (MM-OOD adds "and this image" when an image is shown).
+
+    ``examples``: the few-shot pairs in the order shown (a seeded order varies greedy answers
+    between independent generations).
+    """
     chat: Chat = []
-    for example, answer in NEAR_EXAMPLES:
+    for example, answer in examples:
         chat.append({"role": "user", "content": _near_question(example, len(answer), False)})
         chat.append({"role": "assistant", "content": "\n".join(f"- {a}" for a in answer)})
     chat.append({"role": "user", "content": _near_question(id_name, count, with_image)})

@@ -1,8 +1,11 @@
 """Text LLM backends: Hugging Face transformers (ids, folders, GGUF) and OpenAI-compatible HTTP.
 
-Both answer chats (lists of {"role", "content"} messages) greedily by default. ``prefill`` is
-appended after the chat template's assistant header: small local models follow a list format
-far better when the answer already starts with "- ".
+Both answer chats (lists of {"role", "content"} messages) at temperature 0 by default, EOE's
+setting (its code calls GPT-3.5 with temperature 0; its three "independent generations" differ
+because a hosted model is not deterministic even then). ``temperature`` > 0 samples, seeded by
+``seed`` (the run's seed, so each generation of ``generations=N`` draws differently); ``top_p``
+is the nucleus cut. ``prefill`` is appended after the chat template's assistant header: small
+local models follow a list format far better when the answer already starts with "- ".
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 from oodbench.generative import TextGenerator
 from oodbench.paths import data_dir
@@ -32,7 +36,8 @@ class TransformersTextGenerator(TextGenerator):
     model: str = "Qwen/Qwen2.5-1.5B-Instruct"
     gguf_file: str = ""  # a .gguf inside `model` (folder or repo), or an absolute path
     max_new_tokens: int = 512
-    temperature: float = 0.0  # 0 = greedy
+    temperature: float = 0.0  # 0 = greedy (EOE's setting); > 0 samples, seeded by `seed`
+    top_p: float = 1.0  # nucleus sampling cut (only when sampling)
     repetition_penalty: float = 1.0
     prefill: str = ""
     batch_size: int = 4
@@ -89,18 +94,25 @@ class TransformersTextGenerator(TextGenerator):
                                       "repetition_penalty": self.repetition_penalty,
                                       "pad_token_id": self._tokenizer.pad_token_id}
             if self.temperature > 0:
-                kwargs.update(do_sample=True, temperature=self.temperature)
+                kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
             else:
                 kwargs.update(do_sample=False)
-            with torch.no_grad():
+            devices = [torch.device(self._device)] if self._device.startswith("cuda") else []
+            # seeded per batch from the run seed and the prompts: the same answers on a re-run,
+            # other draws for another generation; the caller's global RNG state is left alone
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.manual_seed(int(content_key(self.seed, texts)[:8], 16))
                 out = self._model.generate(**batch, **kwargs)
             new = out[:, batch["input_ids"].shape[1]:]
             answers += [self.prefill + t for t in
                         self._tokenizer.batch_decode(new, skip_special_tokens=True)]
         return answers
 
+    def uses_seed(self) -> bool:
+        return self.temperature > 0
+
     def identity(self) -> str:
-        return f"transformers:{self.model}:{self.gguf_file}:{self.params()}"
+        return f"transformers:{self.model}:{self.gguf_file}:{self.identity_params()}"
 
 
 @dataclasses.dataclass
@@ -108,7 +120,9 @@ class OpenAIEndpointGenerator(TextGenerator):
     """An OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs).
 
     The key is read from the environment variable named by ``api_key_env`` and never logged
-    or stored in records.
+    or stored in records. ``seed`` is sent with every request (OpenAI, vLLM and llama.cpp honour
+    it as far as they can); answers count as seed-dependent even at temperature 0, because a
+    served model is not deterministic: each generation asks again, as EOE did.
     """
 
     name = "openai-endpoint"
@@ -117,15 +131,20 @@ class OpenAIEndpointGenerator(TextGenerator):
     model: str = "default"
     api_key_env: str = "OPENAI_API_KEY"
     max_tokens: int = 512
-    temperature: float = 0.0
+    temperature: float = 0.0  # EOE's setting
+    top_p: float = 1.0
     timeout_s: float = 120.0
 
     def generate(self, prompts: Sequence[Chat]) -> list[str]:
         return [self._one(chat) for chat in prompts]
 
     def _one(self, chat: Chat) -> str:
-        body = json.dumps({"model": self.model, "messages": chat, "max_tokens": self.max_tokens,
-                           "temperature": self.temperature}).encode()
+        request_body: dict[str, Any] = {"model": self.model, "messages": chat,
+                                        "max_tokens": self.max_tokens,
+                                        "temperature": self.temperature, "seed": self.seed}
+        if self.top_p < 1.0:  # sent only when set: some servers reject fields they lack
+            request_body["top_p"] = self.top_p
+        body = json.dumps(request_body).encode()
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env, "")
         if key:
@@ -147,8 +166,12 @@ class OpenAIEndpointGenerator(TextGenerator):
             raise OODBenchError(f"LLM endpoint {url} returned no choices[0].message.content."
                                 ) from None
 
+    def uses_seed(self) -> bool:
+        return True
+
     def identity(self) -> str:
-        return f"openai-endpoint:{self.base_url}:{self.model}:{self.temperature}"
+        return (f"openai-endpoint:{self.base_url}:{self.model}:{self.temperature}:{self.top_p}:"
+                f"{self.max_tokens}:seed={self.seed}")
 
 
 # -- the offline real LLM: Qwen2.5-Coder-1.5B-Instruct GGUF split across PyPI part packages ---

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 
+from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 from oodbench.generative import ImageDescriber
 from oodbench.generative.prompts import parse_list_answer
@@ -40,6 +41,8 @@ class TransformersDescriber(ImageDescriber):
     description = "A transformers image-text-to-text chat model (LLaVA-1.5, Qwen2-VL, ...)."
     model: str = "llava-hf/llava-1.5-7b-hf"
     max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy; > 0 samples, seeded by `seed` (the run's seed)
+    top_p: float = 1.0
     batch_size: int = 4
     device: str = "auto"
 
@@ -80,9 +83,16 @@ class TransformersDescriber(ImageDescriber):
                 for prompt in prompts[start : start + self.batch_size]]
             inputs = self._processor(images=batch_images, text=texts, return_tensors="pt",
                                      padding=True).to(self._device)
-            with torch.no_grad():
+            sampling: dict[str, Any] = {"do_sample": False}
+            if self.temperature > 0:
+                sampling = {"do_sample": True, "temperature": self.temperature,
+                            "top_p": self.top_p}
+            devices = [torch.device(self._device)] if self._device.startswith("cuda") else []
+            # seeded from the run seed and the prompts, leaving the caller's RNG state alone
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.manual_seed(int(content_key(self.seed, texts)[:8], 16))
                 out = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens,
-                                           do_sample=False)
+                                           **sampling)
             new = out[:, inputs["input_ids"].shape[1]:]
             answers += self._processor.batch_decode(new, skip_special_tokens=True)
         return answers
@@ -93,8 +103,13 @@ class TransformersDescriber(ImageDescriber):
     def propose(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[list[str]]:
         return [parse_list_answer(a) for a in self.describe(images, prompts)]
 
+    def uses_seed(self) -> bool:
+        return self.temperature > 0
+
     def identity(self) -> str:
-        return f"transformers-mllm:{self.model}:{self.max_new_tokens}"
+        sampling = (f":t={self.temperature}:p={self.top_p}:seed={self.seed}"
+                    if self.uses_seed() else "")
+        return f"transformers-mllm:{self.model}:{self.max_new_tokens}{sampling}"
 
 
 @dataclasses.dataclass

@@ -8,12 +8,20 @@
   elaborate labels, over rounds, until the budget L = 12 x K (capped, recorded);
 * unknown task type: the two branches' surviving labels mixed 0.5 : 0.5.
 Open choices of the paper are parameters (see plugins/mmood/README.md).
+
+Every random choice follows the run's seed (the runner gives generation g the seed + g): the
+near branch's train images, the diffusion seeds, the LLM and the MLLM (when they sample). The
+bank's cache key holds the seed; each piece's key holds exactly its own inputs, so a piece that
+does not depend on the seed (broad categories from the WordNet envisioner, a greedy MLLM's
+answer for an image already seen) is computed once for all generations.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +32,25 @@ from PIL import Image
 from oodbench.cache import atomic_write, content_key
 from oodbench.env import MethodEnv
 from oodbench.generative import prompts as P
-from oodbench.generative.labels import make_envisioner
+from oodbench.generative.labels import check_generations, key_params, make_envisioner
 from oodbench.interfaces import LabelGenerator
 from oodbench.labels.bank import cached_bank
 from oodbench.types import LabelBank
 
 TASKS = ("far", "near", "fine-grained", "unknown")
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (0: unchanged), then restore them."""
+    before = torch.get_num_threads()
+    if count > 0 and count != before:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def farthest_point_sample(features: torch.Tensor, count: int) -> list[int]:
@@ -65,7 +86,13 @@ class MMOODLabels(LabelGenerator):
                    "images (far).")
     llm: str = "knowledge"  # broad categories + far sketch: a text generator or "knowledge"
     describer: str = "vocabulary"  # the MLLM: transformers-mllm, qwen2-vl-7b, vocabulary
-    image_generator: str = "mini-diffusion"  # SD-1.5 for users: diffusers-txt2img
+    # SD-1.5 for users: diffusers-txt2img; offline: mini-diffusion at 20 steps (plugin.py)
+    image_generator: str = "mini-diffusion-fast"
+    image_generator_params: dict = dataclasses.field(default_factory=dict)
+    # torch CPU threads while rendering (0 = leave torch's setting). The offline mini UNet is
+    # too small to gain from intra-op threads, and on a shared CPU the extra thread spins:
+    # offline-far, 3 generations, 2-core box shared with other jobs: 765 s with 2, 125 s with 1
+    render_threads: int = 1
     task: str = "auto"  # auto = the suite's task; unknown = mix both branches
     broad_count: int = 8  # M
     images_per_class: int = 1
@@ -77,18 +104,35 @@ class MMOODLabels(LabelGenerator):
     max_rounds: int = 3
     mix_ratio: float = 0.5
     word_overlap_filter: bool = True
-    seed: int = 0
+    generations: int = 3  # independent generations (seeds run seed + 0..N-1), mean ± std
+    llm_params: dict = dataclasses.field(default_factory=dict)
+    prompt_order: str = "auto"  # for an LLM `llm`: auto | fixed | seeded (see envision)
+    seed: int = 0  # salt on top of the run seed
     template: str = "a photo of a {}"
+
+    def __post_init__(self) -> None:
+        check_generations(self.generations)
 
     def generate(self, env: MethodEnv) -> LabelBank:
         task = env.suite.task if self.task == "auto" else self.task
-        key = env.key("labels", self.name, self.params(), task, P.prompts_hash())
+        # the run seed picks the near images and the diffusion noise: part of the bank's key
+        key = env.key("labels", self.name, key_params(self.params()), task, P.prompts_hash(),
+                      env.ctx.seed)
         return cached_bank(env.cache, key, lambda: self._generate(env, task), env.log,
                            reuse=env.reuse("labels"))
 
+    def _envisioner(self, env: MethodEnv) -> Any:
+        return make_envisioner(env, self.llm, self.llm_params, 50, 10, self.prompt_order)
+
+    def _describer(self, env: MethodEnv) -> Any:
+        describer = env.registry.create("image_describer", self.describer,
+                                        {"seed": env.ctx.seed})
+        describer.bind(env)
+        return describer
+
     # -- pieces (each cached on its own, so changing one parameter reuses the rest) ----------
     def broad(self, env: MethodEnv) -> list[str]:
-        envisioner = make_envisioner(env, self.llm, {}, 50, 10)
+        envisioner = self._envisioner(env)
         key = env.key("mmood-broad", self.llm, envisioner.identity, self.broad_count,
                       P.prompts_hash())
         return env.cache.json_or_compute("mmood", key, lambda: envisioner.broad_categories(
@@ -103,8 +147,7 @@ class MMOODLabels(LabelGenerator):
             members = np.nonzero(train.labels == c)[0]
             take = min(self.images_per_class, len(members))
             shown += sorted(rng.choice(members, take, replace=False).tolist()) if take else []
-        describer = env.registry.create("image_describer", self.describer)
-        describer.bind(env)
+        describer = self._describer(env)
         prompts = [P.near_chat(env.suite.classes[train.labels[i]], self.near_per_image,
                                with_image=True)[-1]["content"] for i in shown]
         key = env.key("mmood-near", describer.identity(), [train.keys[i] for i in shown],
@@ -114,12 +157,12 @@ class MMOODLabels(LabelGenerator):
         return [a for labels in answers for a in labels], [train.keys[i] for i in shown]
 
     def far_branch(self, env: MethodEnv, broad: list[str], budget: int) -> list[str]:
-        envisioner = make_envisioner(env, self.llm, {}, 50, 10)
+        envisioner = self._envisioner(env)
         ids = list(env.suite.classes)
         sketch = P.eoe_filter(envisioner.far(env, ids, broad, budget), ids)
-        describer = env.registry.create("image_describer", self.describer)
-        describer.bind(env)
-        generator = env.registry.create("image_generator", self.image_generator)
+        describer = self._describer(env)
+        generator = env.registry.create("image_generator", self.image_generator,
+                                        self.image_generator_params)
         reps = self.representatives or min(50, max(1, budget // 10))
         found: list[str] = []
         pending = sketch
@@ -128,10 +171,11 @@ class MMOODLabels(LabelGenerator):
                 break
             feats = env.text_features([self.template.format(x) for x in pending])
             chosen = [pending[i] for i in farthest_point_sample(feats, reps)]
-            images = self.render(env, generator, chosen, round_index)
+            seeds = self.render_seeds(env, chosen, round_index)
+            images = self.render(env, generator, chosen, seeds)
             prompt = P.elaborate_prompt(broad, self.labels_per_image)
             key = env.key("mmood-elaborate", describer.identity(), generator.identity(),
-                          chosen, prompt, round_index)
+                          chosen, seeds, prompt)
             answers = env.cache.json_or_compute(
                 "mmood", key, lambda ims=images, p=prompt: describer.propose(ims, [p] * len(ims)))
             new = P.eoe_filter([a for labels in answers for a in labels], ids)
@@ -141,21 +185,35 @@ class MMOODLabels(LabelGenerator):
             pending = [x for x in new if x not in chosen]
         return found[:budget] if found else sketch[:budget]
 
+    def render_seeds(self, env: MethodEnv, labels: list[str], round_index: int) -> list[int]:
+        """One diffusion seed per image, from the label, its slot and the run seed."""
+        return [int(content_key(label, i, round_index, self.seed, env.ctx.seed)[:8], 16)
+                for i, label in enumerate(labels)]
+
     def render(self, env: MethodEnv, generator: Any, labels: list[str],
-               round_index: int) -> list[Image.Image]:
-        """Images of ``labels``, as files under the cache with a manifest (resumable)."""
+               seeds: list[int]) -> list[Image.Image]:
+        """Images of ``labels``, as files under the cache with a manifest (resumable).
+
+        The missing images are rendered in one call, so the generator batches them (one
+        image per call costs a full denoising loop per label on a CPU).
+        """
         folder = env.cache.root / "images" / "mmood" / content_key(generator.identity())[:16]
-        images = []
-        for i, label in enumerate(labels):
-            prompt = f"a photo of a {label}."
-            seed = int(content_key(label, i, round_index, self.seed)[:8], 16)
-            path = folder / f"{content_key(prompt, seed)[:24]}.png"
-            if not path.exists():
-                image = generator.text_to_image([prompt], [seed])[0]
-                atomic_write(path, lambda tmp, im=image: im.save(tmp, format="PNG"))
-                manifest = {"prompt": prompt, "seed": seed, "generator": generator.identity()}
-                atomic_write(path.with_suffix(".json"),
+        prompts = [f"a photo of a {label}." for label in labels]
+        paths = [folder / f"{content_key(p, s)[:24]}.png" for p, s in zip(prompts, seeds,
+                                                                         strict=True)]
+        todo = [i for i, path in enumerate(paths) if not path.exists()]
+        if todo:
+            with torch_threads(self.render_threads):
+                made = generator.text_to_image([prompts[i] for i in todo],
+                                               [seeds[i] for i in todo])
+            for i, image in zip(todo, made, strict=True):
+                atomic_write(paths[i], lambda tmp, im=image: im.save(tmp, format="PNG"))
+                manifest = {"prompt": prompts[i], "seed": seeds[i],
+                            "generator": generator.identity()}
+                atomic_write(paths[i].with_suffix(".json"),
                              lambda tmp, m=manifest: Path(tmp).write_text(json.dumps(m)))
+        images = []
+        for path in paths:
             with Image.open(path) as img:
                 images.append(img.convert("RGB"))
         return images

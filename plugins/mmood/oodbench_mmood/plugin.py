@@ -22,6 +22,16 @@ def register_label_generators(register: Register) -> None:
 
 
 @hookimpl
+def register_image_generators(register: Register) -> None:
+    from oodbench.mini.diffusion import MiniDiffusion
+
+    # MM-OOD's offline far branch renders ~12 images per generation: the mini model's 32x32
+    # samples look the same at 20 and 50 DDIM steps (checked by eye), at 2.5x less CPU time
+    register(MiniDiffusion, name="mini-diffusion-fast", defaults={"steps": 20},
+             description="mini-diffusion at 20 DDIM steps (MM-OOD's offline default).")
+
+
+@hookimpl
 def register_methods(register: Register) -> None:
     register(MethodSpec(
         name="eoe",

@@ -69,7 +69,8 @@ def mm_registry(registry):
 
 
 def _request(suite, **params):
-    base = {"describer": "fake-mllm", "image_generator": "fake-diffusion", "llm": "knowledge"}
+    base = {"describer": "fake-mllm", "image_generator": "fake-diffusion", "llm": "knowledge",
+            "generations": 1}
     return RunRequest("mmood", str(suite), params={**base, **params})
 
 
