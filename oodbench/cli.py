@@ -179,20 +179,35 @@ def _progress() -> Iterator[Callable[[str, int], Callable[[int, int], None]]]:
         yield phase
 
 
+METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out")  # the table's column order
+
+
 def _print_record(record: dict[str, Any]) -> None:
     title = (f"{record['method']} on {record['suite']['name']} "
              f"({record['backbone']['name']}, FPR95 convention: {record['fpr_convention']})")
+    gens = record.get("generations") or {}
+    std = gens.get("std") or {}
+
+    def cell(m: dict[str, Any], spread: dict[str, Any] | None, key: str) -> str:
+        text = f"{100 * m[key]:.2f}"  # with N generations: mean ± sample std
+        return f"{text} ± {100 * spread[key]:.2f}" if spread and key in spread else text
+
+    if gens:
+        title += f", mean ± std of {gens['n']} generations"
     table = Table(title=title)
     for col in ("OOD set", "group", "FPR95 ↓", "AUROC ↑", "AUPR-In", "AUPR-Out", "images"):
         table.add_column(col, justify="left" if col in ("OOD set", "group") else "right")
     for name, m in record["metrics"].items():
-        table.add_row(name, m["group"], f"{100 * m['fpr95']:.2f}", f"{100 * m['auroc']:.2f}",
-                      f"{100 * m['aupr_in']:.2f}", f"{100 * m['aupr_out']:.2f}", str(m["n_ood"]))
+        s = (std.get("metrics") or {}).get(name)
+        table.add_row(name, m["group"], *(cell(m, s, k) for k in METRIC_KEYS), str(m["n_ood"]))
     for group, m in record["groups"].items():
-        table.add_row(f"[bold]{group} average[/]", group, f"{100 * m['fpr95']:.2f}",
-                      f"{100 * m['auroc']:.2f}", f"{100 * m['aupr_in']:.2f}",
-                      f"{100 * m['aupr_out']:.2f}", f"{m['sets']} sets")
+        s = (std.get("groups") or {}).get(group)
+        table.add_row(f"[bold]{group} average[/]", group, *(cell(m, s, k) for k in METRIC_KEYS),
+                      f"{m['sets']} sets")
     console.print(table)
+    if gens:
+        console.print(f"{gens['n']} generations (seeds {gens['seeds'][0]}-{gens['seeds'][-1]}), "
+                      f"{gens['distinct_label_sets']} distinct label set(s)")
     skipped = sum(record["counts"]["skipped"].values())
     console.print(f"ID accuracy: {100 * record['id_accuracy']:.2f}% on {record['counts']['id']} "
                   f"images; skipped unreadable: {skipped}; total {record['timings']['total']:.1f}s")

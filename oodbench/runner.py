@@ -116,7 +116,7 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
 
     with timer.stage("load_backbone"):
         backbone.load(ctx.device, ctx.dtype)
-    store = FeatureStore(ArtifactCache(ctx.cache_dir))
+    store = FeatureStore(ArtifactCache(ctx.cache_dir), log=log)
     env = MethodEnv(ctx, backbone, backbone_name, suite, store, registry, log, progress)
 
     with timer.stage("encode"):
@@ -131,7 +131,12 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     record["timings"] = timer.seconds
     record["cache"] = {"images_encoded": store.stats.images_encoded,
                        "texts_encoded": store.stats.texts_encoded,
-                       "feature_cache_hits": store.stats.cache_hits}
+                       "feature_cache_hits": store.stats.cache_hits,
+                       "decode": ctx.decode,
+                       "decoded_on_device": store.stats.decoded_on_device,
+                       "decoded_with_pil": store.stats.decoded_with_pil}
+    if store.stats.notes:  # e.g. why --decode gpu fell back to the CPU path
+        record["notes"] = {**(record.get("notes") or {}), "features": list(store.stats.notes)}
     if request.output_dir is not None:
         record["path"] = str(write_record(record, request.output_dir))
     return record
