@@ -11,6 +11,7 @@ local models follow a list format far better when the answer already starts with
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import urllib.error
@@ -58,9 +59,15 @@ class TransformersTextGenerator(TextGenerator):
                 raise MissingDataError(f"GGUF file {gguf} does not exist (for the offline Qwen "
                                        f"model run `oodbench data fetch-llm`).")
             model, gguf = str(Path(gguf).parent), Path(gguf).name
+        if gguf and importlib.util.find_spec("gguf") is None:
+            raise MissingDataError("Loading a GGUF file needs the gguf package (in the [mllm] "
+                                   "extra): pip install 'oodbench[mllm]'")
         try:
             tokenizer = AutoTokenizer.from_pretrained(model, gguf_file=gguf)
             llm = AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf)
+        except ImportError as exc:  # an optional loader dependency of transformers
+            raise MissingDataError(f"Cannot load LLM {self.model!r}: {' '.join(str(exc).split())}"
+                                   f" (pip install 'oodbench[mllm]').") from None
         except OSError as exc:
             raise OfflineError(
                 f"Cannot load LLM {self.model!r}: {' '.join(str(exc).split())[:120]}. Download "
