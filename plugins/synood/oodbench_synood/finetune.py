@@ -22,7 +22,12 @@ from oodbench.errors import OODBenchError
 from oodbench.interfaces import FineTuner
 from oodbench.types import SampleSet, TextHead
 from oodbench_synood.mining import mine_labels
-from oodbench_synood.train import ResidualProjection, train_label_features, train_projection
+from oodbench_synood.train import (
+    ResidualProjection,
+    default_scale,
+    train_label_features,
+    train_projection,
+)
 
 
 @dataclasses.dataclass
@@ -76,6 +81,8 @@ class ProjectionTuner(FineTuner):
     min_lr: float = 1e-5
     temperature: float = 0.01
     id_template: str = "a nice {}"
+    # features are rescaled to feature_rms·sqrt(D) as the reference's raw CLIP ones (train.py)
+    feature_rms: float = 1.0
     seed: int = 0
     enabled: bool = True  # false: the ablation without stage A
 
@@ -91,17 +98,18 @@ class ProjectionTuner(FineTuner):
             [len(id_text) + position[int(m)] for m in data.mined])]).long()
         feats = torch.cat([data.id_feats, data.ood_feats])
         key = env.key("synood-projection", self.params(), data.key)
+        scale = default_scale(feats.shape[1], self.feature_rms)
 
         def compute() -> dict[str, torch.Tensor]:
             model, log = train_projection(feats, targets, text, self.epochs, self.batch_size,
                                           self.lr, self.weight_decay, self.min_lr,
-                                          self.temperature, self.seed)
+                                          self.temperature, self.seed, scale)
             env.log(f"synood stage A: loss per epoch {[round(x, 4) for x in log.losses]}")
             return {**model.state_dict(), "losses": torch.tensor(log.losses)}
 
         state = _cached_tensor(env, key, compute)
         losses = state.pop("losses")
-        model = ResidualProjection(feats.shape[1])
+        model = ResidualProjection(feats.shape[1], scale)
         model.load_state_dict(state)
         model.eval().requires_grad_(False)
         env.notes["synood_stage_a"] = {"losses": losses.tolist(), "mined_labels": len(data.used),
@@ -124,6 +132,7 @@ class LabelTuner(FineTuner):
     weight_decay: float = 1e-5
     temperature: float = 0.01
     negatives: str = "all"  # all = the full bank with tuned rows swapped in; tuned = tuned only
+    feature_rms: float = 1.0  # label vectors start at norm feature_rms·sqrt(D) (train.py)
     seed: int = 0
     enabled: bool = True  # false: the ablation without stage B
 
@@ -142,7 +151,8 @@ class LabelTuner(FineTuner):
         def compute() -> dict[str, torch.Tensor]:
             tuned, log = train_label_features(data.ood_feats, targets, init, self.epochs,
                                               self.batch_size, self.lr, self.momentum,
-                                              self.weight_decay, self.temperature, self.seed)
+                                              self.weight_decay, self.temperature, self.seed,
+                                              default_scale(init.shape[1], self.feature_rms))
             env.log(f"synood stage B: loss per epoch {[round(x, 4) for x in log.losses]}")
             return {"labels": tuned, "losses": torch.tensor(log.losses)}
 

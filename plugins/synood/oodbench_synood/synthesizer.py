@@ -7,6 +7,9 @@ of the guidance loss. Each image is written with a manifest entry, atomically, a
 is made: an interrupted run resumes where it stopped. ``shard_index``/``shard_count`` (default:
 the RANK / WORLD_SIZE that ``accelerate launch`` or torchrun set) give each process a disjoint,
 deterministic slice.
+
+``per_class`` and ``step`` default to "auto": the paper's N = 50 and r = 10 (SD-2-inpainting +
+ResNet-50), or the offline settings below when the in-painter is the CPU ``mini-diffusion``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,17 @@ from oodbench_synood.classifiers import make_classifier
 from oodbench_synood.guidance import effective_margin, guided_inpaint
 from oodbench_synood.select import select_images
 
+PAPER = {"per_class": 50, "step": 10.0}
+# The offline stand-ins (mini-diffusion + the mini backbone's zero-shot head, 2 CPU cores):
+# N = 4 keeps every synood variant on every offline suite inside CI time (~1 s of CPU per image
+# and iteration). r: the paper's r = 10 moves this pixel-space noise by 2-12 times its own norm,
+# and on offline-far/-near the guided images come out *more* confident than unguided ones;
+# r = 0.1 raises s towards the margin and lowers the confidence on the ID train images of all
+# three offline suites while moving ε by at most 12 % (`python -m oodbench_synood.probe`; the
+# table is in plugins/synood/README.md). No evaluation image was used to choose either value.
+OFFLINE = {"per_class": 4, "step": 0.1}
+OFFLINE_INPAINTERS = ("mini-diffusion",)
+
 
 def _env_int(name: str, default: int) -> int:
     try:
@@ -42,7 +58,7 @@ def _env_int(name: str, default: int) -> int:
 class SynOODSynthesizer(Synthesizer):
     name = "synood-inpaint"
     description = "SynOOD: MLLM context prompt + energy-guided iterative in-painting."
-    per_class: int = 50  # N images per ID class (the paper: 50 on ImageNet)
+    per_class: int = 0  # N images per ID class; 0 = auto (50, the paper; 4 offline)
     selector: str = "complexity"  # complexity (file bytes per pixel) | random | first
     describer: str = "vocabulary"  # users: transformers-mllm (LLaVA-1.5)
     prompt_template: str = "A photo only remain {}."
@@ -52,23 +68,36 @@ class SynOODSynthesizer(Synthesizer):
     iterations: int = 3  # K
     margin: float = -5.0  # m, for a 1,000-class classifier (see guidance.effective_margin)
     relative_margin: bool = True
-    step: float = 10.0  # r; 0 = no energy gradient (ablation)
+    step: float = -1.0  # r; 0 = no energy gradient (ablation); < 0 = auto (10; 0.1 offline)
     strength: float = 0.6
     steps: int = 20
     guidance: float = 8.0
     batch_size: int = 2
     seed: int = 0
+    # torch CPU threads while synthesizing (0 = leave torch's setting). The mini UNet is too
+    # small to gain from intra-op threads, and on a shared CPU a second thread spins: one
+    # 20-step denoise took 24 s of CPU with 2 threads, 2.1 s with 1 (2 cores, load 5-8)
+    threads: int = 1
     shard_index: int = -1  # -1 = $RANK (0 without it)
     shard_count: int = 0  # 0 = $WORLD_SIZE (1 without it)
 
+    def resolved(self) -> dict[str, float]:
+        """The N and r that run: the given ones, or the preset for the in-painter."""
+        preset = OFFLINE if self.inpainter in OFFLINE_INPAINTERS else PAPER
+        return {"per_class": self.per_class if self.per_class > 0 else preset["per_class"],
+                "step": self.step if self.step >= 0 else preset["step"]}
+
     def synthesize(self, env: MethodEnv, labels: LabelBank | None) -> SampleSet:
         train = env.id_train_images()
-        chosen = select_images(train, self.per_class, self.selector, env.rng("synood", self.seed))
+        run = self.resolved()
+        chosen = select_images(train, int(run["per_class"]), self.selector,
+                               env.rng("synood", self.seed))
         inpainter = env.registry.create("image_generator", self.inpainter)
         describer = env.registry.create("image_describer", self.describer)
         describer.bind(env)
-        what = {k: v for k, v in self.params().items() if not k.startswith("shard_")}
-        key = env.key("synood-images", what, inpainter.identity(),
+        what = {k: v for k, v in self.params().items()
+                if not k.startswith("shard_") and k != "threads"}
+        key = env.key("synood-images", what, run, inpainter.identity(),
                       describer.identity(), [train.keys[i] for i in chosen])
         folder = env.cache.root / "images" / "synood" / key[:24]
         count = self.shard_count or _env_int("WORLD_SIZE", 1)
@@ -77,7 +106,8 @@ class SynOODSynthesizer(Synthesizer):
         todo = [i for i in mine if not env.reuse("synthesize")
                 or not self._out(folder, i).with_suffix(".json").exists()]
         if todo:
-            self._make(env, train, todo, folder, inpainter, describer)
+            with torch_threads(self.threads if env.device.type == "cpu" else 0):
+                self._make(env, train, todo, folder, inpainter, describer, run["step"])
         missing = [i for i in chosen if not self._out(folder, i).with_suffix(".json").exists()]
         if missing:
             raise OODBenchError(f"synood-inpaint: shard {index} of {count} is done; "
@@ -85,7 +115,7 @@ class SynOODSynthesizer(Synthesizer):
                                 f"remaining shards, then run once more with a single process.")
         manifest = [json.loads(self._out(folder, i).with_suffix(".json").read_text())
                     for i in chosen]
-        env.notes["synood_images"] = {"count": len(chosen), "folder": str(folder)}
+        env.notes["synood_images"] = {"count": len(chosen), "folder": str(folder), **run}
         return SampleSet(paths=[self._out(folder, i) for i in chosen], manifest=manifest,
                          meta={"folder": str(folder), "key": key})
 
@@ -94,7 +124,7 @@ class SynOODSynthesizer(Synthesizer):
         return folder / f"{index:07d}.png"
 
     def _make(self, env: MethodEnv, train: Any, todo: list[int], folder: Path, inpainter: Any,
-              describer: Any) -> None:
+              describer: Any, step: float) -> None:
         classifier = make_classifier(self.classifier, env)
         margin = effective_margin(self.margin, classifier.num_classes, self.relative_margin)
         update = env.progress("synthesize (synood)", len(todo)) if env.progress else None
@@ -105,11 +135,11 @@ class SynOODSynthesizer(Synthesizer):
             classes = [env.suite.classes[int(train.labels[i])] for i in batch]
             answers = describer.context(sources, classes)
             prompts = [self.prompt_template.format(a[: self.answer_chars]) for a in answers]
-            pixels = torch.stack([_to_tensor(im, size) for im in sources]).to(env.device)
+            pixels = torch.stack([to_tensor(im, size) for im in sources]).to(env.device)
             noise = torch.cat([inpainter.noise(1, int(content_key(self.seed, train.keys[i])[:8],
                                                               16)) for i in batch])
             made, scores = guided_inpaint(inpainter, classifier, pixels, prompts, noise,
-                                          self.iterations, margin, self.step,
+                                          self.iterations, margin, step,
                                           self.strength, self.steps, self.guidance)
             for j, i in enumerate(batch):
                 out = self._out(folder, i)
@@ -123,7 +153,19 @@ class SynOODSynthesizer(Synthesizer):
                 update(min(start + len(batch), len(todo)), len(todo))
 
 
-def _to_tensor(image: Image.Image, size: int) -> torch.Tensor:
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (0: unchanged), then restore."""
+    before = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
 

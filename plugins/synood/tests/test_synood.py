@@ -86,8 +86,41 @@ def test_restarts_from_the_original_image_with_updated_noise():
     assert not torch.equal(inpainter.starts[0][1], inpainter.starts[1][1])  # noise was updated
     assert out.shape == images.shape
     plain = RecordingInpainter()
-    guided_inpaint(plain, classifier, images, ["a", "b"], noise, 3, -5.0, 0.0, 0.6, 20, 8.0)
-    assert torch.equal(plain.starts[0][1], plain.starts[2][1])  # r = 0: the ablation
+    again, _ = guided_inpaint(plain, classifier, images, ["a", "b"], noise, 3, -5.0, 0.0, 0.6,
+                              20, 8.0)
+    # r = 0 (the ablation): every restart would repeat the same noise, so one denoise is run
+    assert len(plain.starts) == 1 and torch.equal(plain.starts[0][1], noise)
+    assert torch.allclose(again, ((images * 2 - 1 + 0.1 * noise + 1) / 2).clamp(0, 1))
+
+
+def test_noise_update_does_not_depend_on_the_batch():
+    """The reference's batch-mean over 2 images, per image: the same image gets the same
+    gradient alone or among three others."""
+    torch.manual_seed(0)
+    latents = torch.rand(4, 2, 1, 1)
+    weights = torch.tensor([[3.0, 0.0], [0.0, 3.0], [-1.0, -1.0]])
+
+    def classifier(images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1) @ weights.T
+
+    together, _ = noise_gradient(lambda z: z, classifier, latents, margin=0.5)
+    alone, _ = noise_gradient(lambda z: z, classifier, latents[:1], margin=0.5)
+    assert torch.allclose(together[:1], alone)
+    # and it equals the gradient of the reference's mean loss over a batch of two
+    pair, _ = noise_gradient(lambda z: z, classifier, latents[:2], margin=0.5)
+    z = latents[:2].clone().requires_grad_(True)
+    (reference,) = torch.autograd.grad(guidance_loss(classifier(z), 0.5), z)
+    assert torch.allclose(pair, reference)
+
+
+def test_offline_preset_and_explicit_values():
+    from oodbench_synood.synthesizer import OFFLINE, PAPER, SynOODSynthesizer
+
+    assert SynOODSynthesizer().resolved() == OFFLINE  # the default in-painter: mini-diffusion
+    paper = SynOODSynthesizer(inpainter="diffusers-inpaint").resolved()
+    assert paper == PAPER == {"per_class": 50, "step": 10.0}
+    explicit = SynOODSynthesizer(per_class=7, step=0.0).resolved()
+    assert explicit == {"per_class": 7, "step": 0.0}  # r = 0 is the ablation, not "auto"
 
 
 def test_mining_picks_the_most_similar_label():
@@ -101,14 +134,100 @@ def test_fine_tuners_learn_on_toy_data():
     text = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
     targets = torch.randint(0, 6, (256,))
     feats = torch.nn.functional.normalize(text[targets] + 0.8 * torch.randn(256, 8), dim=1)
-    model, log = train_projection(feats, targets, text, epochs=6, batch=32)
+    # half-precision inputs, as from a bf16 backbone: the trained parameters stay fp32
+    model, log = train_projection(feats.bfloat16(), targets, text.half(), epochs=6, batch=32)
     assert log.losses[-1] < log.losses[0]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert sum(p.numel() for p in model.parameters()) == 8 * 8 + 8 + 2 * 8
-    tuned, log_b = train_label_features(feats, targets, text, epochs=6, batch=32)
+    out = model(feats)
+    assert out.shape == feats.shape and out.dtype == torch.float32
+    assert torch.allclose(out.norm(dim=1), torch.ones(256), atol=1e-5)
+    tuned, log_b = train_label_features(feats.bfloat16(), targets, text.half(), epochs=6,
+                                        batch=32)
     assert log_b.losses[-1] < log_b.losses[0]
     assert tuned.dtype == torch.float32 and tuned.shape == text.shape
     assert torch.allclose(tuned.norm(dim=1), torch.ones(6), atol=1e-5)
+
+
+def test_projection_starts_close_to_the_zero_shot_features():
+    """At the reference's scale (raw features, ~1 per coordinate) the random residual does not
+    swamp f; on unit vectors (the old behaviour, scale 1) it does."""
+    from oodbench_synood.train import ResidualProjection, default_scale
+
+    torch.manual_seed(0)
+    feats = torch.nn.functional.normalize(torch.randn(64, 384), dim=1)
+    scaled = ResidualProjection(384, default_scale(384))
+    unit = ResidualProjection(384, 1.0)
+    with torch.no_grad():
+        assert (scaled(feats) * feats).sum(1).mean() > 0.7
+        assert (unit(feats) * feats).sum(1).mean() < 0.2
+    assert float(scaled.state_dict()["scale"]) == pytest.approx(384**0.5)
+
+
+def test_label_tuning_steps_shrink_with_the_reference_scale():
+    """Free label vectors are normalised in the forward pass, so a vector of norm ρ turns ρ²
+    times less per SGD step than a unit one: starting at the raw-feature norm (as the reference
+    does) keeps the reference's lr meaningful. Unit vectors made the real stage B diverge."""
+    torch.manual_seed(0)
+    labels = torch.nn.functional.normalize(torch.randn(20, 64), dim=1)
+    targets = torch.arange(40) % 20
+    feats = torch.nn.functional.normalize(torch.randn(40, 64), dim=1)
+
+    def turned(scale: float) -> float:
+        tuned, _ = train_label_features(feats, targets, labels, epochs=1, lr=1e-4, momentum=0.0,
+                                        weight_decay=0.0, scale=scale)
+        return float((tuned - labels).norm(dim=1).mean())  # ≈ the angle, for small turns
+
+    ratio = turned(1.0) / turned(8.0)
+    assert 0.8 * 64 < ratio < 1.25 * 64
+
+
+def _toy_stage_inputs(tmp_path, monkeypatch):
+    """A head with 2 ID classes and 6 negatives, and synthetic images next to negatives 1 and 4,
+    handed to the fine-tuners through a stand-in for the feature-encoding ``prepare``."""
+    from types import SimpleNamespace
+
+    from oodbench.cache import ArtifactCache
+    from oodbench.types import TextHead
+    from oodbench_synood import finetune
+
+    torch.manual_seed(0)
+    unit = torch.nn.functional.normalize
+    id_text, negatives = unit(torch.randn(2, 16), dim=1), unit(torch.randn(6, 16), dim=1)
+    id_labels = torch.arange(32) % 2
+    id_feats = unit(id_text[id_labels] + 0.15 * torch.randn(32, 16), dim=1)
+    mined = np.where(np.arange(32) % 2 == 0, 1, 4)
+    ood_feats = unit(negatives[torch.as_tensor(mined)] + 0.15 * torch.randn(32, 16), dim=1)
+    prepared = finetune.Prepared(id_feats, id_labels, ood_feats, mined, np.unique(mined), "k")
+    monkeypatch.setattr(finetune, "prepare", lambda env, head, samples: prepared)
+    env = SimpleNamespace(id_text_features=lambda templates=None: id_text, log=lambda _: None,
+                          key=lambda *parts: oodbench.cache.content_key(*parts), notes={},
+                          cache=ArtifactCache(tmp_path), reuse=lambda stage: True)
+    head = TextHead(id_text, ["a", "b"], negatives, [f"n{i}" for i in range(6)])
+    return env, head, prepared
+
+
+def test_stages_feed_the_score(tmp_path, monkeypatch):
+    """Stage A sets the image adapter, stage B swaps only the mined rows (or keeps only them),
+    and the NegLabel score then separates ID from synthetic images."""
+    from oodbench.baselines.neglabel import NegLabelScorer
+    from oodbench_synood.finetune import LabelTuner, ProjectionTuner
+
+    env, head, data = _toy_stage_inputs(tmp_path, monkeypatch)
+    tuned = ProjectionTuner(epochs=3).finetune(env, head, None)
+    assert tuned.image_adapter is not None and torch.equal(tuned.extra_features,
+                                                           head.extra_features)
+    tuned = LabelTuner(lr=2.0).finetune(env, tuned, None)
+    changed = (tuned.extra_features != head.extra_features).any(dim=1)
+    assert changed.tolist() == [False, True, False, False, True, False]
+    only = LabelTuner(negatives="tuned", lr=2.0).finetune(env, head, None)
+    assert only.extra_labels == ["n1", "n4"] and only.extra_features.shape == (2, 16)
+    scorer = NegLabelScorer(id_template="", ngroup=2)
+    scored = scorer.prepare(env, tuned)
+    id_scores = scorer.score(scored.adapt(data.id_feats), scored)
+    ood_scores = scorer.score(scored.adapt(data.ood_feats), scored)
+    assert id_scores.min() > ood_scores.max()
+    assert set(env.notes) == {"synood_stage_a", "synood_stage_b"}
 
 
 @dataclasses.dataclass
