@@ -1,9 +1,11 @@
 """``ole-prototypes``: replaces the head's extra label embeddings by OLE's outlier set.
 
 It acts only on text embeddings (no images, no gradient), so any method with a label
-generator can reuse it. The clustering of the outlier labels is the expensive step (minutes
-for 10k labels with full covariance), so its prototypes are cached on disk, keyed by the
-backbone, the ID classes, the clustering parameters and a hash of the label embeddings.
+generator can reuse it. The clustering of the outlier labels is the expensive step (sklearn
+needs tens of minutes for 10k labels with full covariance on a CPU; our low-rank EM in
+``oodbench_ole.gmm`` gives the same mixture in ~20 s), so its prototypes are also cached on disk,
+keyed by the backbone, the ID classes, the clustering parameters and a hash of the label
+embeddings.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from oodbench.cache import atomic_write
 from oodbench.errors import OODBenchError
 from oodbench.interfaces import FineTuner
 from oodbench.types import SampleSet, TextHead
-from oodbench_ole.prototypes import Covariance, HOPGConfig, assemble, cluster, normalize_rows
+from oodbench_ole.prototypes import (
+    Covariance,
+    GMMSolver,
+    HOPGConfig,
+    assemble,
+    cluster,
+    normalize_rows,
+)
 from oodbench_ole.templates import resolve_templates
 
 if TYPE_CHECKING:
@@ -52,6 +61,9 @@ class OLEPrototypes(FineTuner):
     seed: int = 42  # random_state of both mixtures and the seed of the lambda draws
     reg_covar: float = 1e-6
     max_iter: int = 100
+    tol: float = 1e-3  # EM stops when the mean log-likelihood changes less (sklearn default)
+    # full covariance: "woodbury" = our exact low-rank EM (seconds), "sklearn" = GaussianMixture
+    gmm_solver: GMMSolver = "woodbury"
     # ID embeddings for refinement and scoring: a template set (ole128 = the paper's prompt
     # kinds, clip64, with64, suite) or '|'-separated templates; "head" keeps the head's
     id_templates: str = "ole128"
@@ -65,6 +77,8 @@ class OLEPrototypes(FineTuner):
             raise ValueError("need 0 <= lambda_min <= lambda_max <= 1")
         if self.min_keep < 0:
             raise ValueError("min_keep must be >= 0")
+        if self.reg_covar <= 0 or self.tol < 0 or self.max_iter < 1:
+            raise ValueError("need reg_covar > 0, tol >= 0 and max_iter >= 1")
 
     def finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         if head.extra_features is None or head.extra_features.shape[0] == 0:
@@ -77,7 +91,7 @@ class OLEPrototypes(FineTuner):
         prototypes = self.prototypes(env, normalize_rows(head.extra_features.double().numpy()))
         hopg = HOPGConfig(self.generate, self.id_components, self.boundary_per_component,
                           self.id_covariance, self.seed, self.lambda_min, self.lambda_max,
-                          self.reg_covar, self.max_iter)
+                          self.reg_covar, self.max_iter, self.tol, self.gmm_solver)
         out = assemble(prototypes, id_emb, self.quantile, hopg, self.min_keep)
         env.notes[self.name] = {"labels": int(head.extra_features.shape[0]), **out.summary}
         env.log(f"{self.name}: {out.summary['kept_prototypes']}/{len(prototypes)} prototypes "
@@ -89,10 +103,11 @@ class OLEPrototypes(FineTuner):
     def prototypes(self, env: MethodEnv, labels: np.ndarray) -> np.ndarray:
         """Normalised cluster means of the label embeddings, from the cache when possible."""
         clustering = {"k": self.n_prototypes, "covariance": self.covariance, "seed": self.seed,
-                      "reg_covar": self.reg_covar, "max_iter": self.max_iter}
-        key = env.key("ole-prototypes/1", clustering, embedding_hash(labels))
+                      "reg_covar": self.reg_covar, "max_iter": self.max_iter, "tol": self.tol,
+                      "solver": self.gmm_solver if self.covariance == "full" else ""}
+        key = env.key("ole-prototypes/2", clustering, embedding_hash(labels))
         path = env.cache.path("ole", key, ".npy")
-        if path.exists():
+        if env.reuse("finetune") and path.exists():
             try:
                 cached = np.load(path)
                 if cached.ndim == 2 and cached.shape[1] == labels.shape[1]:
@@ -103,7 +118,7 @@ class OLEPrototypes(FineTuner):
         env.log(f"{self.name}: clustering {len(labels)} label embeddings into "
                 f"{min(self.n_prototypes, len(labels))} prototypes ({self.covariance})")
         means, _ = cluster(labels, self.n_prototypes, self.covariance, self.seed,
-                           self.reg_covar, self.max_iter)
+                           self.reg_covar, self.max_iter, self.tol, self.gmm_solver)
         result = np.ascontiguousarray(normalize_rows(means), dtype=np.float64)
 
         def write(tmp: object) -> None:

@@ -85,8 +85,12 @@ class OLEOutliers(LabelGenerator):
 
     def generate(self, env: MethodEnv) -> LabelBank:
         templates = resolve_templates(self.templates, env.suite.prompts)
-        key = env.key("labels", self.name, self.params(), templates, self._source_fingerprint())
-        return cached_bank(env.cache, key, lambda: self._build(env), env.log)
+        # "/2": banks built since the fixed list is embedded first (an older cached bank would
+        # skip that and make the run encode its filtered list from scratch)
+        key = env.key("labels", f"{self.name}/2", self.params(), templates,
+                      self._source_fingerprint())
+        return cached_bank(env.cache, key, lambda: self._build(env), env.log,
+                           reuse=env.reuse("labels"))
 
     def _source_fingerprint(self) -> str:
         """A file's content is part of the key: editing the list gives a new bank."""
@@ -113,6 +117,22 @@ class OLEOutliers(LabelGenerator):
         removed = len(candidates) - len(labels)
         env.log(f"{self.name}: {len(labels)} outlier labels ({len(candidates)} candidates, "
                 f"{removed} removed as ID names)")
+        templates = resolve_templates(self.templates, env.suite.prompts)
+        if removed:
+            self._embed_fixed_list(env, candidates, templates)
         return LabelBank(labels=labels, generator=self.name, params=self.params(), source=origin,
-                         templates=resolve_templates(self.templates, env.suite.prompts),
+                         templates=templates,
                          meta={"candidates": len(candidates), "removed_id_names": removed})
+
+    def _embed_fixed_list(self, env: MethodEnv, candidates: list[str],
+                          templates: list[str]) -> None:
+        """Embed the suite-independent list (before the ID filter), once per backbone.
+
+        10,848 labels x 128 prompts is ~1.4 M text encodings (hours on a CPU). The text cache
+        is keyed by the exact list, so embedding each suite's filtered list would pay that
+        again per suite; the whole fixed list is the same for every suite, so it is embedded
+        (or loaded) here and the feature store serves the filtered list's rows from it.
+        """
+        env.log(f"{self.name}: embedding the fixed list of {len(candidates)} labels "
+                f"x {len(templates)} prompts (shared by every suite)")
+        env.store.label_embeddings(env.backbone, candidates, templates, env.ctx)

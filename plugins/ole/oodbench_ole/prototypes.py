@@ -20,7 +20,11 @@ from typing import Literal
 
 import numpy as np
 
+from oodbench_ole.gmm import fit_full_mixture
+
 Covariance = Literal["full", "tied", "diag", "spherical", "kmeans"]
+# how a full-covariance mixture is fitted: our low-rank EM (same result) or sklearn's
+GMMSolver = Literal["woodbury", "sklearn"]
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -34,11 +38,14 @@ def distinct_count(x: np.ndarray) -> int:
 
 
 def cluster(data: np.ndarray, k: int, covariance: Covariance, seed: int,
-            reg_covar: float = 1e-6, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+            reg_covar: float = 1e-6, max_iter: int = 100, tol: float = 1e-3,
+            solver: GMMSolver = "woodbury") -> tuple[np.ndarray, np.ndarray]:
     """(means [k', D], hard labels [N]) with k' = min(k, distinct rows), at least 1.
 
-    ``kmeans`` is exactly the initialisation sklearn's GaussianMixture starts from (one k-means
-    run, same random_state), so its means are close to the mixture's: cheap for tests and CI.
+    ``full`` is sklearn's ``GaussianMixture`` fit; ``solver="woodbury"`` runs the same EM in
+    low-rank form (:mod:`oodbench_ole.gmm`, same means and labels, minutes -> seconds for
+    OLE's 500 components), ``"sklearn"`` calls sklearn itself. ``kmeans`` is exactly the
+    mixture's initialisation (one k-means run, same random_state): close to the mixture means.
     """
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
@@ -46,6 +53,9 @@ def cluster(data: np.ndarray, k: int, covariance: Covariance, seed: int,
 
     data = np.asarray(data, dtype=np.float64)
     k = max(1, min(int(k), distinct_count(data)))
+    if covariance == "full" and solver == "woodbury":
+        fit = fit_full_mixture(data, k, seed, reg_covar, max_iter, tol)
+        return fit.means, fit.labels
     with warnings.catch_warnings():
         # few points per component in hundreds of dimensions: EM may stop at max_iter
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -53,7 +63,7 @@ def cluster(data: np.ndarray, k: int, covariance: Covariance, seed: int,
             km = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(data)
             return km.cluster_centers_, km.labels_
         gm = GaussianMixture(n_components=k, covariance_type=covariance, random_state=seed,
-                             reg_covar=reg_covar, max_iter=max_iter).fit(data)
+                             reg_covar=reg_covar, max_iter=max_iter, tol=tol).fit(data)
         return gm.means_, gm.predict(data)
 
 
@@ -88,13 +98,15 @@ def refine(prototypes: np.ndarray, id_emb: np.ndarray, quantile: float,
 
 def boundary_indices(id_emb: np.ndarray, n_components: int, per_component: int,
                      covariance: Covariance, seed: int, reg_covar: float = 1e-6,
-                     max_iter: int = 100) -> np.ndarray:
+                     max_iter: int = 100, tol: float = 1e-3,
+                     solver: GMMSolver = "woodbury") -> np.ndarray:
     """ID rows at the edge of their cluster, in cluster order then ascending cosine to its mean.
 
     Clamped for small ID sets: at most min(n_components, C) clusters and at most the cluster's
     size per cluster (the official code needs >= 30 members in each of 5 clusters).
     """
-    means, labels = cluster(id_emb, n_components, covariance, seed, reg_covar, max_iter)
+    means, labels = cluster(id_emb, n_components, covariance, seed, reg_covar, max_iter, tol,
+                            solver)
     centres = normalize_rows(means)
     out: list[int] = []
     for j, centre in enumerate(centres):
@@ -155,6 +167,8 @@ class HOPGConfig:
     lambda_max: float = 0.5
     reg_covar: float = 1e-6
     max_iter: int = 100
+    tol: float = 1e-3
+    solver: GMMSolver = "woodbury"
 
 
 def assemble(prototypes: np.ndarray, id_emb: np.ndarray, quantile: float, hopg: HOPGConfig,
@@ -170,7 +184,7 @@ def assemble(prototypes: np.ndarray, id_emb: np.ndarray, quantile: float, hopg: 
     vectors = kept
     if hopg.enabled:
         idx = boundary_indices(id_emb, hopg.id_components, hopg.per_component, hopg.covariance,
-                               hopg.seed, hopg.reg_covar, hopg.max_iter)
+                               hopg.seed, hopg.reg_covar, hopg.max_iter, hopg.tol, hopg.solver)
         mid = in_between(id_emb[idx], kept, id_emb, ref.theta, hopg.seed, hopg.lambda_min,
                          hopg.lambda_max)
         vectors = np.concatenate([kept, mid.vectors[mid.kept]])

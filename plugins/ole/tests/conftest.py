@@ -128,6 +128,16 @@ def make_env(tmp_path):
     return make
 
 
+class FakeStore:
+    """Records ``label_embeddings`` calls (labels, templates) instead of encoding anything."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], list[str]]] = []
+
+    def label_embeddings(self, backbone, labels, templates, ctx):
+        self.calls.append((list(labels), list(templates)))
+
+
 def _fake_env(tmp_path: Path, classes: tuple, prompts: tuple, id_features) -> SimpleNamespace:
     return SimpleNamespace(
         suite=SimpleNamespace(classes=tuple(classes), prompts=tuple(prompts)),
@@ -136,4 +146,8 @@ def _fake_env(tmp_path: Path, classes: tuple, prompts: tuple, id_features) -> Si
         notes={},
         log=lambda _msg: None,
         id_text_features=lambda templates=None: id_features,
+        reuse=lambda stage: True,
+        store=FakeStore(),
+        backbone=None,
+        ctx=None,
     )

@@ -193,3 +193,49 @@ def test_scorer_prepare_records_the_variant_and_can_reembed_id(make_env):
     assert env.notes["ole"]["variant"] == "OLE (CLIPN)"
     image = torch.nn.functional.normalize(torch.randn(3, 6), dim=-1)
     assert (OLEScorer().score(image, clipn) < OLEScorer().score(image, head)).all()
+
+
+# -- the fixed list is embedded once for every suite ---------------------------------------
+def test_fixed_list_is_embedded_before_the_id_filter_only_when_it_removes_names(fake_wordnet,
+                                                                                 make_env):
+    env = make_env(classes=("Dog",))
+    bank = OLEOutliers(templates="clip64").generate(env)
+    assert bank.meta["removed_id_names"] == 1
+    (labels, templates), = env.store.calls  # one call: the whole fixed list, every template
+    assert labels == ["dog", *bank.labels] and templates == NAMED["clip64"]
+    nothing_removed = make_env(classes=("zzz",))
+    OLEOutliers(templates="clip64").generate(nothing_removed)
+    assert nothing_removed.store.calls == []  # the bank's own list is the fixed list
+
+
+def test_a_second_suite_encodes_no_outlier_label(tmp_path):
+    """Suites differ only by their ID names: the second one's bank comes from the first's rows."""
+    from types import SimpleNamespace
+
+    from oodbench.cache import ArtifactCache
+    from oodbench.env import MethodEnv
+    from oodbench.features import FeatureStore
+    from oodbench.types import RunContext
+    from tests.toy import ToyColourBackbone
+
+    backbone = ToyColourBackbone()
+    backbone.load(torch.device("cpu"))
+    ctx = RunContext(cache_dir=tmp_path / "cache", batch_size=4)
+    words = ["cyan", "red", "stone", "yellow", "cloud"]
+
+    def env_for(*classes: str) -> MethodEnv:  # a fresh store = a new process
+        suite = SimpleNamespace(classes=classes, prompts=("a photo of a {}.",))
+        return MethodEnv(ctx, backbone, "toy-colour", suite,
+                         FeatureStore(ArtifactCache(ctx.cache_dir)), None)
+
+    generator = OLEOutliers(source="list", words=words, templates="clip64")
+    first = env_for("red")
+    first.label_features(generator.generate(first))
+    assert first.store.stats.texts_encoded == len(words) * 64
+    second = env_for("yellow", "blue")
+    bank = generator.generate(second)
+    feats = second.label_features(bank)
+    assert bank.labels == ["cyan", "red", "stone", "cloud"]
+    assert second.store.stats.texts_encoded == 0
+    direct = second.store.label_embeddings(backbone, bank.labels, NAMED["clip64"], ctx)
+    assert torch.equal(feats, direct)
