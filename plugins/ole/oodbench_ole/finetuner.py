@@ -64,9 +64,9 @@ class OLEPrototypes(FineTuner):
     tol: float = 1e-3  # EM stops when the mean log-likelihood changes less (sklearn default)
     # full covariance: "woodbury" = our exact low-rank EM (seconds), "sklearn" = GaussianMixture
     gmm_solver: GMMSolver = "woodbury"
-    # ID embeddings for refinement and scoring: a template set (ole128 = the paper's prompt
-    # kinds, clip64, with64, suite) or '|'-separated templates; "head" keeps the head's
-    id_templates: str = "ole128"
+    # ID embeddings for refinement and scoring: a template set (auto, ole128 = the paper's
+    # prompt kinds, clip64, with64, suite) or '|'-separated templates; "head" keeps the head's
+    id_templates: str = "auto"
 
     def __post_init__(self) -> None:
         if self.n_prototypes < 1 or self.id_components < 1 or self.boundary_per_component < 1:
@@ -85,7 +85,8 @@ class OLEPrototypes(FineTuner):
             raise OODBenchError(f"{self.name} needs outlier label embeddings: give the method "
                                 f"a label generator (e.g. ole-outliers).")
         if self.id_templates != "head":
-            templates = resolve_templates(self.id_templates, env.suite.prompts)
+            templates = resolve_templates(self.id_templates, env.suite.prompts,
+                                          env.backbone_name)
             head = head.replace(id_features=env.id_text_features(templates))
         id_emb = normalize_rows(head.id_features.double().numpy())
         prototypes = self.prototypes(env, normalize_rows(head.extra_features.double().numpy()))

@@ -74,8 +74,9 @@ class OLEOutliers(LabelGenerator):
     # size of the fixed list before the ID-name filter; 0 = every candidate
     max_labels: int = OFFICIAL_LIST_SIZE
     seed: int = 42
-    # a template set name (ole128, clip64, with64, suite) or '|'-separated templates
-    templates: str = "ole128"
+    # a template set name (auto, ole128, clip64, with64, suite) or '|'-separated templates;
+    # auto = ole128, or the suite's prompts on the CPU-sized mini backbone
+    templates: str = "auto"
 
     def __post_init__(self) -> None:
         resolve_templates(self.templates, ["{}"])  # fail on a typo before any work
@@ -84,7 +85,7 @@ class OLEOutliers(LabelGenerator):
             raise ValueError(f"unknown WordNet noun lexicographer file(s) {unknown}")
 
     def generate(self, env: MethodEnv) -> LabelBank:
-        templates = resolve_templates(self.templates, env.suite.prompts)
+        templates = resolve_templates(self.templates, env.suite.prompts, env.backbone_name)
         # "/2": banks built since the fixed list is embedded first (an older cached bank would
         # skip that and make the run encode its filtered list from scratch)
         key = env.key("labels", f"{self.name}/2", self.params(), templates,
@@ -117,7 +118,7 @@ class OLEOutliers(LabelGenerator):
         removed = len(candidates) - len(labels)
         env.log(f"{self.name}: {len(labels)} outlier labels ({len(candidates)} candidates, "
                 f"{removed} removed as ID names)")
-        templates = resolve_templates(self.templates, env.suite.prompts)
+        templates = resolve_templates(self.templates, env.suite.prompts, env.backbone_name)
         if removed:
             self._embed_fixed_list(env, candidates, templates)
         return LabelBank(labels=labels, generator=self.name, params=self.params(), source=origin,

@@ -39,7 +39,7 @@ def register_methods(register: Register) -> None:
     # the abstract's "raw OLE" ablation: every outlier label in the softmax, no prototypes
     register(MethodSpec(
         name="ole-raw", label_generator=ComponentRef("ole-outliers"), reference=REFERENCE,
-        scorer=ComponentRef("ole", {"id_templates": "ole128"}),
+        scorer=ComponentRef("ole", {"id_templates": "auto"}),
         description="OLE (CLIP) without prototype learning: all outlier label embeddings in "
                     "the softmax (the paper's raw-OLE ablation).",
     ))

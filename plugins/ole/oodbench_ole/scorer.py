@@ -56,7 +56,7 @@ class OLEScorer(Scorer):
     needs_extra_labels = True
     scale: float = 50.0
     # "" keeps the head's ID embeddings (method `ole`: set by ole-prototypes); else a template
-    # set name (ole128, clip64, with64, suite) or '|'-separated templates to re-embed them
+    # set name (auto, ole128, clip64, with64, suite) or '|'-separated templates to re-embed them
     id_templates: str = ""
 
     def __post_init__(self) -> None:
@@ -65,7 +65,7 @@ class OLEScorer(Scorer):
 
     def prepare(self, env: MethodEnv, head: TextHead) -> TextHead:
         if self.id_templates:
-            templates = resolve_templates(self.id_templates, env.suite.prompts)
+            templates = resolve_templates(self.id_templates, env.suite.prompts, env.backbone_name)
             head = head.replace(id_features=env.id_text_features(templates))
         outliers = 0 if head.extra_features is None else int(head.extra_features.shape[0])
         variant = CLIPN_VARIANT if head.meta.get(NO_FEATURES_KEY) is not None else CLIP_VARIANT

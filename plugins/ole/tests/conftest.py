@@ -149,5 +149,6 @@ def _fake_env(tmp_path: Path, classes: tuple, prompts: tuple, id_features) -> Si
         reuse=lambda stage: True,
         store=FakeStore(),
         backbone=None,
+        backbone_name="fake-backbone",
         ctx=None,
     )

@@ -34,6 +34,14 @@ def test_template_specs_resolve_or_fail_early():
         OLEOutliers.from_params({"templates": "nonsense"})
 
 
+def test_auto_templates_are_the_papers_except_on_the_cpu_sized_mini_backbone():
+    suite = ["a photo of a {}.", "a drawing of a {}."]
+    assert resolve_templates("auto", suite, "mini") == suite
+    assert resolve_templates("auto", suite, "open_clip") == NAMED["ole128"]
+    assert resolve_templates("auto", suite) == NAMED["ole128"]
+    assert OLEOutliers().templates == "auto" and OLEPrototypes().id_templates == "auto"
+
+
 # -- outlier labels ------------------------------------------------------------------------------
 def test_wordnet_outliers_are_single_word_concrete_nouns_minus_id_names(fake_wordnet, make_env):
     env = make_env(classes=("Dog", "piano keys"))
