@@ -22,6 +22,9 @@ MESSY = {
     "Broad categories: animals, vehicles\n- sports car\n- sports car": ["sports car",
                                                                         "sports car"],
     "- - - - - -": [],
+    # Qwen2.5-Coder-1.5B (int8 on the CPU) copying the prompt's "[name]" style
+    "- 1 - [book]\n- 2 - [video game]\n- 3 - [food] (snacks)": ["book", "video game", "food"],
+    "- [sea anemone]\n- [coral reef]": ["sea anemone", "coral reef"],
 }
 
 
@@ -157,6 +160,24 @@ def test_transformers_llm_backend_runs_batched_and_prefilled(tiny_causal_lm):
     assert len(answers) == 3 and all(a.startswith("- ") for a in answers)
     assert llm.render(chats[0]).endswith("assistant :- ")
     assert answers == llm.generate(chats)  # greedy: deterministic
+
+
+def test_cpu_int8_quantises_every_linear_per_channel_and_still_answers(tiny_causal_lm):
+    import torch
+
+    from oodbench.generative.text import TransformersTextGenerator
+
+    llm = TransformersTextGenerator(model=str(tiny_causal_lm), max_new_tokens=4, device="cpu",
+                                    cpu_quantize="int8")
+    chats = [[{"role": "user", "content": "list three animals"}]]
+    answers = llm.generate(chats)
+    linears = [m for m in llm._model.modules() if type(m) is torch.nn.Linear]
+    quantised = [m for m in llm._model.modules() if type(m).__name__ == "Linear"
+                 and type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
+    assert not linears and quantised
+    assert all(m.weight().qscheme() == torch.per_channel_affine for m in quantised)
+    assert len(answers) == 1 and answers == llm.generate(chats)
+    assert "cpu_quantize" in llm.identity()  # int8 answers never share a cache key with fp32
 
 
 def test_transformers_llm_sampling_follows_the_seed(tiny_causal_lm):

@@ -15,7 +15,7 @@ def register_text_generators(register: Register) -> None:
     register(OpenAIEndpointGenerator)
     register(TransformersTextGenerator, name="qwen2.5-coder-1.5b",
              defaults={"model": "Qwen/Qwen2.5-Coder-1.5B-Instruct", "gguf_file": str(qwen_path()),
-                       "prefill": "- ", "repetition_penalty": 1.1},
+                       "prefill": "- ", "repetition_penalty": 1.1, "cpu_quantize": "int8"},
              description="Offline real LLM: Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF "
                          "(oodbench data fetch-llm); weak at near-OOD prompts.")
 

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
@@ -43,6 +43,10 @@ class TransformersTextGenerator(TextGenerator):
     prefill: str = ""
     batch_size: int = 4
     device: str = "auto"
+    # on the CPU: "int8" = dynamic int8 weights (per output channel) for every Linear layer.
+    # Decoding a 1.5B model on a CPU is bound by reading the weights once per token: int8 reads
+    # 4x fewer bytes than the fp32 that a de-quantised GGUF becomes. Ignored on a GPU.
+    cpu_quantize: Literal["none", "int8"] = "none"
 
     def _load(self) -> None:
         if hasattr(self, "_model"):
@@ -77,6 +81,8 @@ class TransformersTextGenerator(TextGenerator):
             "cpu" if self.device == "auto" else self.device)
         if device.startswith("cuda"):
             llm = llm.to(device, dtype=torch.bfloat16)
+        elif self.cpu_quantize == "int8":
+            llm = quantize_linear_int8(llm)
         tokenizer.padding_side = "left"  # decoder-only models generate after the last token
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -120,6 +126,23 @@ class TransformersTextGenerator(TextGenerator):
 
     def identity(self) -> str:
         return f"transformers:{self.model}:{self.gguf_file}:{self.identity_params()}"
+
+
+def quantize_linear_int8(model: Any) -> Any:
+    """Dynamic int8 quantisation of every ``nn.Linear``, one scale per output row, in place.
+
+    Per-channel scales matter: with one scale per tensor the offline Qwen (already a 4-bit GGUF)
+    degenerated into repeating one word; per channel it answers sensibly at 4x the fp32 speed.
+    """
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                inplace=True)
 
 
 @dataclasses.dataclass
