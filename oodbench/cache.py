@@ -22,6 +22,20 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def tensor_digest(*arrays: Any) -> str:
+    """SHA-256 of arrays' shapes, dtypes and bytes (torch tensors or numpy arrays): for cache
+    keys of artefacts computed from features, so that other features never hit them."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        a = np.ascontiguousarray(array.detach().cpu().numpy() if hasattr(array, "detach")
+                                 else np.asarray(array))
+        digest.update(f"{a.shape}|{a.dtype}|".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (same filesystem)."""
     path = Path(path)

@@ -250,7 +250,8 @@ class FeatureStore:
         """[len(texts), D] normalised embeddings, cached by backbone and the exact texts."""
         texts = list(texts)
         fingerprint = backbone.fingerprint()
-        key = content_key("text-features/1", fingerprint, texts)
+        # /2: batch-invariant text embeddings (mini text tower: equal-length batches)
+        key = content_key("text-features/2", fingerprint, texts)
         path = self.cache.path("texts", key, ".npy")
         if path.exists():
             try:

@@ -119,6 +119,11 @@ class ImageTower(nn.Module):
         return self.proj(fmap)
 
 
+# how TextTower.encode batches texts; part of the fingerprint because the last bits of every
+# text embedding (and so mined labels, tuned weights...) depend on it
+TEXT_ENCODING_ID = "equal-length-batches/1"
+
+
 class TextTower:
     """Frozen all-MiniLM-L6-v2: masked mean pooling + L2 norm, loaded from the local package."""
 
@@ -141,15 +146,28 @@ class TextTower:
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        outs = []
-        for i in range(0, len(texts), batch_size):
-            hidden, mask = self.hidden_states(texts[i : i + batch_size])
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            outs.append(F.normalize(pooled, dim=-1))
-        if not outs:
+        """[N, 384] normalised embeddings; each text's row depends on that text alone.
+
+        Texts run in batches of equal token length, so nothing is padded: padding (and so the
+        other texts in a batch) changed results in the last bits (~1e-7), and NegLabel's
+        percentile mining and random grouping turned that into different FPR95 values for the
+        same run depending on what had been embedded before. It is also faster (no padding).
+        A batch of one text took another kernel path (also ~1e-7 off), so it runs twice.
+        """
+        if not texts:
             return torch.empty(0, EMBED_DIM, device=self.device)
-        return torch.cat(outs)
+        ids, mask = self.tokenizer(texts, 128)
+        lengths = mask.sum(1)
+        out = torch.empty(len(texts), EMBED_DIM, device=self.device)
+        for length in torch.unique(lengths).tolist():
+            rows = torch.nonzero(lengths == length).flatten()
+            for i in range(0, len(rows), batch_size):
+                chunk = rows[i : i + batch_size]
+                batch_ids = ids[chunk.repeat(2) if len(chunk) == 1 else chunk, :length]
+                batch_ids = batch_ids.to(self.device)
+                hidden = self.model(batch_ids, torch.ones_like(batch_ids)).float()
+                out[chunk.to(self.device)] = F.normalize(hidden.mean(1), dim=-1)[: len(chunk)]
+        return out
 
 
 def save_image_tower(
@@ -239,7 +257,7 @@ class MiniBackbone(Backbone):
             text_version = "missing"
         return (
             f"mini|image-tower-sha256={self._sha}|text={TEXT_PACKAGE}=={text_version}"
-            f"|preprocess={PREPROCESS_ID}"
+            f"|preprocess={PREPROCESS_ID}|text-encoding={TEXT_ENCODING_ID}"
         )
 
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:

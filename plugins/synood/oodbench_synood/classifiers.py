@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from oodbench.cache import tensor_digest
 from oodbench.env import MethodEnv
 from oodbench.errors import MissingDataError, OfflineError
 
@@ -17,6 +18,11 @@ class ZeroShotHead:
         self.text = env.id_text_features().to(env.device)
         self.scale = scale
         self.num_classes = int(self.text.shape[0])
+
+    @staticmethod
+    def identity(env: MethodEnv) -> str:
+        """What the guidance depends on, for the images' cache key (cheap: no image encoded)."""
+        return f"zero-shot:{tensor_digest(env.id_text_features())}"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.backbone.encode_images_differentiable(images.to(self.backbone.device))
@@ -43,6 +49,10 @@ class TorchvisionResNet50:
         self.mean = torch.tensor([0.485, 0.456, 0.406], device=env.device).view(1, 3, 1, 1)
         self.std = torch.tensor([0.229, 0.224, 0.225], device=env.device).view(1, 3, 1, 1)
 
+    @staticmethod
+    def identity(env: MethodEnv) -> str:
+        return "torchvision:resnet50:IMAGENET1K_V2"
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = torch.nn.functional.interpolate(images, size=232, mode="bilinear", antialias=True,
                                             align_corners=False)
@@ -50,6 +60,13 @@ class TorchvisionResNet50:
         left = (x.shape[-1] - 224) // 2
         x = x[..., top : top + 224, left : left + 224]
         return self.model((x - self.mean) / self.std)
+
+
+CLASSIFIERS = {"zero-shot": ZeroShotHead, "resnet50": TorchvisionResNet50}
+
+
+def classifier_identity(name: str, env: MethodEnv) -> str:
+    return CLASSIFIERS[name].identity(env) if name in CLASSIFIERS else name
 
 
 def make_classifier(name: str, env: MethodEnv) -> ZeroShotHead | TorchvisionResNet50:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oodbench.cache import atomic_write_bytes, content_key
+from oodbench.cache import atomic_write_bytes, content_key, tensor_digest
 from oodbench.data.sources import ImageList
 from oodbench.env import MethodEnv
 from oodbench.errors import OODBenchError
@@ -97,7 +97,8 @@ class ProjectionTuner(FineTuner):
         targets = torch.cat([data.id_labels, torch.as_tensor(
             [len(id_text) + position[int(m)] for m in data.mined])]).long()
         feats = torch.cat([data.id_feats, data.ood_feats])
-        key = env.key("synood-projection", self.params(), data.key)
+        key = env.key("synood-projection", self.params(), data.key,
+                      tensor_digest(feats, targets, text))
         scale = default_scale(feats.shape[1], self.feature_rms)
 
         def compute() -> dict[str, torch.Tensor]:
@@ -146,7 +147,8 @@ class LabelTuner(FineTuner):
         position = {int(u): i for i, u in enumerate(data.used)}
         targets = torch.as_tensor([position[int(m)] for m in data.mined]).long()
         init = head.extra_features[torch.as_tensor(data.used)]
-        key = env.key("synood-labels", self.params(), data.key)
+        key = env.key("synood-labels", self.params(), data.key,
+                      tensor_digest(data.ood_feats, targets, init))
 
         def compute() -> dict[str, torch.Tensor]:
             tuned, log = train_label_features(data.ood_feats, targets, init, self.epochs,

@@ -31,7 +31,7 @@ from oodbench.env import MethodEnv
 from oodbench.errors import OODBenchError
 from oodbench.interfaces import Synthesizer
 from oodbench.types import LabelBank, SampleSet
-from oodbench_synood.classifiers import make_classifier
+from oodbench_synood.classifiers import classifier_identity, make_classifier
 from oodbench_synood.guidance import effective_margin, guided_inpaint
 from oodbench_synood.select import select_images
 
@@ -98,7 +98,8 @@ class SynOODSynthesizer(Synthesizer):
         what = {k: v for k, v in self.params().items()
                 if not k.startswith("shard_") and k != "threads"}
         key = env.key("synood-images", what, run, inpainter.identity(),
-                      describer.identity(), [train.keys[i] for i in chosen])
+                      describer.identity(), classifier_identity(self.classifier, env),
+                      [train.keys[i] for i in chosen])
         folder = env.cache.root / "images" / "synood" / key[:24]
         count = self.shard_count or _env_int("WORLD_SIZE", 1)
         index = self.shard_index if self.shard_index >= 0 else _env_int("RANK", 0)
