@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from oodbench.components import Component
+from oodbench.errors import ResourceError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,3 +132,32 @@ class Backbone(Component, ABC):
     @property
     def device(self) -> torch.device:
         return getattr(self, "_device", torch.device("cpu"))
+
+
+def encode_texts_halving(encode: Callable[[list[str]], torch.Tensor],
+                         texts: Sequence[str]) -> torch.Tensor:
+    """``encode(texts)`` in one call; on CUDA out-of-memory halve the batch and retry, down to 1.
+
+    The text side's counterpart of the image path's fallback (:mod:`oodbench.features`): a
+    label bank of 10k+ prompts fits any GPU in smaller batches. Out of memory at batch size 1
+    ends in one :class:`ResourceError` line naming the fix.
+    """
+    items = list(texts)
+    if not items:
+        return encode(items)
+    chunk, start, first = len(items), 0, len(items)
+    outputs = []
+    while start < len(items):
+        part = items[start : start + chunk]
+        try:
+            outputs.append(encode(part))
+            start += len(part)
+        except torch.cuda.OutOfMemoryError:
+            if chunk == 1:
+                raise ResourceError(
+                    f"Out of GPU memory encoding texts even at batch size 1 (halved from "
+                    f"{first}); free GPU memory, use a smaller backbone, or run with --device cpu."
+                ) from None
+            torch.cuda.empty_cache()
+            chunk = max(1, chunk // 2)
+    return torch.cat(outputs)

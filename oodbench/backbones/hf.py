@@ -11,8 +11,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from oodbench.backbones.base import Backbone, TensorPreprocess
+from oodbench.backbones.base import Backbone, TensorPreprocess, encode_texts_halving
 from oodbench.errors import MissingDataError, OfflineError
+from oodbench.hub import prefer_offline_when_unreachable
 
 
 class _ProcessorTransform:
@@ -27,28 +28,45 @@ class _ProcessorTransform:
 
 @dataclasses.dataclass
 class HFCLIPBackbone(Backbone):
-    """``transformers`` CLIPModel / SiglipModel (any model with get_*_features)."""
+    """``transformers`` CLIPModel / SiglipModel (any model with get_*_features).
+
+    ``weights`` (the CLI's ``--weights``, as for open_clip) is a local model folder or a hub id
+    that replaces ``model_id``.
+    """
 
     name = "hf-clip"
-    description = "Hugging Face transformers CLIP/SigLIP by model id or local folder."
+    description = "Hugging Face transformers CLIP/SigLIP by model id or local folder (--weights)."
     model_id: str = "openai/clip-vit-base-patch16"
     revision: str = "main"
+    weights: str = ""  # local folder (or hub id); overrides model_id
+
+    @property
+    def source(self) -> str:
+        """What is loaded: ``weights`` if given, else ``model_id``."""
+        return self.weights or self.model_id
 
     def load(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         from transformers import AutoModel, AutoProcessor
 
-        local = Path(self.model_id).expanduser()
-        if self.model_id.startswith(("/", ".", "~")) and not local.exists():
-            raise MissingDataError(f"Backbone folder {self.model_id} does not exist.")
+        local = Path(self.source).expanduser()
+        if self.source.startswith(("/", ".", "~")) and not local.exists():
+            raise MissingDataError(f"Backbone folder {self.source} does not exist; pass "
+                                   f"--weights with an existing local model folder.")
+        if local.exists():
+            source = str(local)
+        else:  # a hub id: fail at once when the hub is unreachable, not after a minute of retries
+            source = self.source
+            prefer_offline_when_unreachable()
         try:
-            model = AutoModel.from_pretrained(self.model_id, revision=self.revision)
-            processor = AutoProcessor.from_pretrained(self.model_id, revision=self.revision)
+            model = AutoModel.from_pretrained(source, revision=self.revision)
+            processor = AutoProcessor.from_pretrained(source, revision=self.revision)
         except OSError as exc:
             raise OfflineError(
-                f"Cannot load Hugging Face model {self.model_id!r}"
+                f"Cannot load Hugging Face model {self.source!r}"
                 f"{' (HF_HUB_OFFLINE is set)' if os.environ.get('HF_HUB_OFFLINE') else ''}: "
                 f"{' '.join(str(exc).split())[:140]}. Download it where the hub is reachable "
-                f"and pass --backbone-param model_id=/local/folder."
+                f"(or fill the Hugging Face cache and set HF_HUB_OFFLINE=1) and pass "
+                f"--weights /local/folder (--backbone-param model_id=/local/folder)."
             ) from None
         self._model = model.to(device).eval()
         self._processor = processor
@@ -65,12 +83,12 @@ class HFCLIPBackbone(Backbone):
         return float(self._model.logit_scale.exp().item())
 
     def fingerprint(self) -> str:
-        local = Path(self.model_id).expanduser()
+        local = Path(self.source).expanduser()
         stamp = ""
         if local.exists():
             files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
             stamp = ",".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-        return f"hf:{self.model_id}@{self.revision}:{stamp}:processor"
+        return f"hf:{self.source}@{self.revision}:{stamp}:processor"
 
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         return _ProcessorTransform(self._processor.image_processor)
@@ -84,9 +102,12 @@ class HFCLIPBackbone(Backbone):
         return torch.nn.functional.normalize(_tensor(feats).float(), dim=-1)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        return encode_texts_halving(self._encode_text_batch, texts)
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
         # SigLIP was trained with max-length padding; CLIP pads to the longest text
         padding = "max_length" if self._siglip else True
-        tokens = self._processor.tokenizer(list(texts), padding=padding, truncation=True,
+        tokens = self._processor.tokenizer(texts, padding=padding, truncation=True,
                                            return_tensors="pt").to(self.device)
         with torch.no_grad():
             feats = self._model.get_text_features(**tokens)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from oodbench.backbones.base import Backbone, TensorPreprocess
+from oodbench.backbones.base import Backbone, TensorPreprocess, encode_texts_halving
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 
@@ -116,7 +116,10 @@ class OpenCLIPBackbone(Backbone):
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self._tokenizer(list(texts)).to(self.device)
+        return encode_texts_halving(self._encode_text_batch, texts)
+
+    def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
+        tokens = self._tokenizer(texts).to(self.device)
         with torch.no_grad():
             feats = self._loaded.encode_text(tokens)
         return torch.nn.functional.normalize(feats.float(), dim=-1)

@@ -9,7 +9,9 @@ Source specs are small mappings in suite files:
 * ``{type: hf, id: DATASET_ID, split: SPLIT, image: image, label: label, labels: [...]}``: a
   Hugging Face ``datasets`` dataset (the hub, or its local cache with ``HF_HUB_OFFLINE=1``).
 
-Each source may carry ``obtain: "how to get it"``, shown when the data is missing.
+Each source may carry ``obtain: "how to get it"``, shown when the data is missing, and
+``expected_count: N``, the published number of images of the set (after any class selection):
+a different count stops the run with one line (a partial download must not give a number).
 """
 
 from __future__ import annotations
@@ -93,7 +95,18 @@ def _files_fingerprint(spec: dict[str, Any], files: Sequence[Path], root: Path,
                        labels: np.ndarray) -> str:
     # path + size per file: cheap on 50k images yet catches added, removed and replaced files
     entries = [(str(f.relative_to(root)), f.stat().st_size) for f in files]
-    return content_key({k: v for k, v in spec.items() if k != "obtain"}, entries, labels.tolist())
+    # obtain and expected_count say nothing about which images are read: not in the key
+    described = {k: v for k, v in spec.items() if k not in ("obtain", "expected_count")}
+    return content_key(described, entries, labels.tolist())
+
+
+def _check_count(spec: dict[str, Any], name: str, found: int, where: str) -> None:
+    expected = spec.get("expected_count")
+    if expected is not None and int(expected) != found:
+        how = spec.get("obtain") or "see `oodbench suites show <suite>`"
+        raise MissingDataError(
+            f"Dataset {name!r} has {found} images {where}, expected {int(expected)} (an "
+            f"incomplete download or extra files); fix the copy. To obtain it: {how}")
 
 
 def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
@@ -120,9 +133,7 @@ def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
             labels += [index] * len(found)
     if not files:
         raise _missing(spec, name, f"no images under {root}")
-    expected = spec.get("expected_count")
-    if expected is not None and int(expected) != len(files):
-        raise _missing(spec, name, f"{len(files)} images under {root}, expected {expected}")
+    _check_count(spec, name, len(files), f"under {root}")
     label_array = np.asarray(labels, dtype=np.int64)
     return ImageList(name, [str(f) for f in files], label_array,
                      _files_fingerprint(spec, files, root, label_array))
@@ -184,6 +195,7 @@ def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
             labels = raw.astype(np.int64)
     if classes is None:
         labels = np.full(len(keep), -1, dtype=np.int64)
+    _check_count(spec, name, len(keep), f"in Hugging Face dataset {dataset_id!r} ({split})")
     ds = ds.select(keep.tolist()) if len(keep) != len(ds) else ds
     keys = [f"hf://{dataset_id}/{split}/{int(i)}" for i in keep]
     fingerprint = content_key(dataset_id, split, getattr(ds, "_fingerprint", ""), keep.tolist())

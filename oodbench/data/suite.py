@@ -2,12 +2,16 @@
 
 A suite may ``include:`` another file (path relative to itself); its own keys override the
 included ones (mappings merge recursively, lists replace). The suite's ``hash`` is the SHA-256
-of the resolved content, so a result record pins exactly what ran.
+of the resolved content, so a result record pins exactly what ran. Unknown keys are errors (a
+typo must not silently drop a setting). OOD sets are grouped ``near``, ``far`` or ``extra``:
+extra sets are scored and reported per set but left out of the near/far averages (ImageNet-O
+beside OpenOOD v1.5's own sets).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +19,20 @@ from typing import Any
 import yaml
 
 from oodbench.cache import content_key
+from oodbench.data.templates import OPENAI_80
 from oodbench.errors import OODBenchError
 
-GROUPS = ("near", "far")
+GROUPS = ("near", "far", "extra")
 TASKS = ("far", "near", "fine-grained")
+TOP_KEYS = {"name", "version", "description", "task", "backbone", "id", "prompts", "ood"}
+ID_KEYS = {"name", "classes", "test", "train"}
+OOD_KEYS = {"name", "group", "source"}
+SOURCE_KEYS = {"type", "obtain", "expected_count"}
+SOURCE_TYPE_KEYS = {
+    "imagefolder": {"root", "class_dirs"},
+    "offline": {"split", "select"},
+    "hf": {"id", "config", "split", "image", "label", "labels"},
+}
 
 
 @dataclass(frozen=True)
@@ -62,57 +76,86 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _read(path: Path, seen: tuple[Path, ...] = (),
+          dirs: list[Path] | None = None) -> dict[str, Any]:
+    """Read ``path`` with its includes; ``dirs`` collects the folders of every file read."""
     path = path.resolve()
     if path in seen:
-        raise OODBenchError(f"Suite {path} includes itself (include cycle).")
+        chain = " -> ".join(p.name for p in (*seen, path))
+        raise OODBenchError(f"Suite {seen[0]} has an include cycle: {chain}; remove one include.")
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise OODBenchError(f"Suite file {path} does not exist.") from None
+        by = f" (included by {seen[-1].name})" if seen else ""
+        raise OODBenchError(f"Suite file {path} does not exist{by}.") from None
     except yaml.YAMLError as exc:
         raise OODBenchError(f"Suite file {path} is not valid YAML: {_one_line(exc)}.") from None
     if not isinstance(data, dict):
         raise OODBenchError(f"Suite file {path} must be a YAML mapping.")
+    if dirs is not None and path.parent not in dirs:
+        dirs.append(path.parent)
     include = data.pop("include", None)
     if include:
-        for inc in [include] if isinstance(include, str) else include:
-            data = _merge(_read(path.parent / inc, (*seen, path)), data)
+        includes = [include] if isinstance(include, str) else include
+        if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+            raise OODBenchError(f"Suite file {path}: include must be a file name or a list of "
+                                f"them, got {include!r}.")
+        for inc in includes:
+            data = _merge(_read(path.parent / inc, (*seen, path), dirs), data)
     return data
 
 
-def _named_list(value: Any, base: Path, where: str) -> list[str]:
-    """A list given inline, as ``{file: relative/path.txt}`` (one per line) or a named set."""
+def _named_list(value: Any, bases: Sequence[Path], where: str) -> list[str]:
+    """A list given inline, as ``{file: relative/path.txt}`` (one per line) or a named set.
+
+    A file is looked up next to the suite, then next to each file it includes.
+    """
     if isinstance(value, list):
         return [str(v) for v in value]
     if isinstance(value, dict) and "file" in value:
-        file = base / str(value["file"])
+        candidates = [base / str(value["file"]) for base in bases]
+        file = next((f for f in candidates if f.exists()), candidates[0])
         if not file.exists():
             raise OODBenchError(f"{where}: list file {file} does not exist.")
         return [line.strip() for line in file.read_text().splitlines() if line.strip()]
-    if isinstance(value, dict) and value.get("from") == "open_clip-imagenet":
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-        return list(IMAGENET_CLASSNAMES)
-    if value == "openai-80":
-        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-
-        return [template("{}") for template in OPENAI_IMAGENET_TEMPLATES]
-    raise OODBenchError(f"{where}: expected a list, {{file: PATH}}, {{from: open_clip-imagenet}}"
-                        f" or openai-80, got {value!r}.")
+    if value == "openai-80":  # CLIP's 80-template ImageNet ensemble
+        return list(OPENAI_80)
+    raise OODBenchError(f"{where}: expected a list, {{file: PATH}} or openai-80, got {value!r}.")
 
 
-def _resolve_class_dirs(source: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
+def _check_keys(mapping: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise OODBenchError(f"{where} must be a mapping, got {repr(mapping)[:80]}.")
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise OODBenchError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(sorted(allowed))}.")
+
+
+def _check_source(source: Any, where: str) -> None:
+    _check_keys(source, SOURCE_KEYS | set().union(*SOURCE_TYPE_KEYS.values()), where)
+    kind = source.get("type")
+    if kind in SOURCE_TYPE_KEYS:
+        _check_keys(source, SOURCE_KEYS | SOURCE_TYPE_KEYS[kind], f"{where} ({kind})")
+    count = source.get("expected_count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise OODBenchError(f"{where}: expected_count must be a positive integer, got {count!r}.")
+
+
+def _resolve_class_dirs(source: dict[str, Any], bases: Sequence[Path],
+                        where: str) -> dict[str, Any]:
     dirs = source.get("class_dirs")
     if dirs is None or isinstance(dirs, list) or dirs == "sorted":
         return source
-    return {**source, "class_dirs": _named_list(dirs, base, where)}
+    return {**source, "class_dirs": _named_list(dirs, bases, where)}
 
 
 def load_suite(path: Path) -> Suite:
     path = Path(path)
-    data = _read(path)
+    bases: list[Path] = [path.parent]
+    data = _read(path, dirs=bases)
     where = f"suite {path.name}"
+    _check_keys(data, TOP_KEYS, where)
 
     def need(mapping: dict[str, Any], key: str, ctx: str) -> Any:
         if key not in mapping:
@@ -120,10 +163,14 @@ def load_suite(path: Path) -> Suite:
         return mapping[key]
 
     id_part = need(data, "id", "the top level")
-    classes = _named_list(need(id_part, "classes", "id"), path.parent, f"{where} id.classes")
+    _check_keys(id_part, ID_KEYS, f"{where} id")
+    for part in ("test", "train"):
+        if id_part.get(part):
+            _check_source(id_part[part], f"{where} id.{part}")
+    classes = _named_list(need(id_part, "classes", "id"), bases, f"{where} id.classes")
     if not classes:
         raise OODBenchError(f"{where}: id.classes must be a non-empty list of class names.")
-    prompts = _named_list(data.get("prompts") or ["a photo of a {}."], path.parent,
+    prompts = _named_list(data.get("prompts") or ["a photo of a {}."], bases,
                           f"{where} prompts")
     for p in prompts:
         if "{}" not in p:
@@ -132,11 +179,17 @@ def load_suite(path: Path) -> Suite:
     if task not in TASKS:
         raise OODBenchError(f"{where}: task must be one of {TASKS}, got {task!r}.")
     ood_sets = []
-    for i, item in enumerate(need(data, "ood", "the top level")):
+    ood_items = need(data, "ood", "the top level")
+    if not isinstance(ood_items, list) or not ood_items:
+        raise OODBenchError(f"{where}: ood must be a non-empty list of OOD sets.")
+    for i, item in enumerate(ood_items):
+        _check_keys(item, OOD_KEYS, f"{where} ood[{i}]")
         group = item.get("group", "far")
         if group not in GROUPS:
-            raise OODBenchError(f"{where}: ood[{i}].group must be near or far, got {group!r}.")
-        source = _resolve_class_dirs(dict(need(item, "source", f"ood[{i}]")), path.parent, where)
+            raise OODBenchError(f"{where}: ood[{i}].group must be one of {', '.join(GROUPS)}, "
+                                f"got {group!r}.")
+        _check_source(need(item, "source", f"ood[{i}]"), f"{where} ood[{i}].source")
+        source = _resolve_class_dirs(dict(need(item, "source", f"ood[{i}]")), bases, where)
         ood_sets.append(OODSet(str(need(item, "name", f"ood[{i}]")), group, source))
     names = [s.name for s in ood_sets]
     if len(set(names)) != len(names):
@@ -153,8 +206,8 @@ def load_suite(path: Path) -> Suite:
         classes=tuple(str(c) for c in classes),
         prompts=tuple(prompts),
         id_name=str(id_part.get("name", name)),
-        id_test=_resolve_class_dirs(dict(need(id_part, "test", "id")), path.parent, where),
-        id_train=_resolve_class_dirs(dict(id_part["train"]), path.parent, where)
+        id_test=_resolve_class_dirs(dict(need(id_part, "test", "id")), bases, where),
+        id_train=_resolve_class_dirs(dict(id_part["train"]), bases, where)
         if id_part.get("train") else None,
         ood=tuple(ood_sets),
         path=path.resolve(),
