@@ -273,6 +273,37 @@ def test_training_resumes_exactly(tmp_path, tiny_catalog, tower):
     assert gen.text_to_image(["a red apple"], [0])[0].size == (16, 16)
 
 
+def test_training_continues_from_exported_weights(tmp_path, tiny_catalog, tower):
+    """A fresh machine has the committed weights but no checkpoints: it continues from them."""
+    pytest.importorskip("diffusers")
+    from oodbench.mini.train_diffusion import TrainConfig, checkpoints, export, train
+
+    cfg = TrainConfig(batch_size=4, unet=TINY_UNET, warmup=2)
+    quiet = {"data_dir": tiny_catalog, "text_tower": tower, "config": cfg}
+    train(tmp_path / "a", max_steps=3, log=lambda m: None, **quiet)
+    info = export(tmp_path / "a", tmp_path / "out" / "w.safetensors", "cmd", half=False)
+    logs: list[str] = []
+    state = train(tmp_path / "b", max_steps=5, log=logs.append,
+                  init_weights=Path(info["path"]), **quiet)
+    assert any("warm start" in m and "step 3" in m for m in logs)
+    assert state["step"] == 5 and state["warm_start"]["step"] == 3
+    assert len(state["sessions"]) == 2  # the exported run's session, then this one
+    assert state["sessions"][-1]["from_step"] == 3
+    again = export(tmp_path / "b", tmp_path / "out2" / "w.safetensors", "cmd")
+    assert again["steps"] == 5 and again["warm_start"]["step"] == 3
+    # the warm start began from the exported EMA weights, then trained on
+    start = _weights(checkpoints(tmp_path / "a")[-1])
+    after = _weights(checkpoints(tmp_path / "b")[-1])
+    assert any(not torch.equal(start[k], after[k]) for k in after)
+    with pytest.raises(OODBenchError, match="other settings"):
+        train(tmp_path / "c", max_steps=5, log=lambda m: None, init_weights=Path(info["path"]),
+              **{**quiet, "config": TrainConfig(batch_size=8, unet=TINY_UNET)})
+    (tmp_path / "out" / "config.json").unlink()
+    with pytest.raises(OODBenchError, match="export weights"):
+        train(tmp_path / "d", max_steps=5, log=lambda m: None, init_weights=Path(info["path"]),
+              **quiet)
+
+
 def test_packed_corpus_trains_like_the_catalogue(tmp_path, tiny_catalog, tower):
     """The .npz a GPU machine gets holds the same images and texts: the same first steps."""
     pytest.importorskip("diffusers")

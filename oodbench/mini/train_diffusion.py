@@ -9,6 +9,12 @@ run continues exactly as an uninterrupted one would. Run::
     python -m oodbench.mini.train_diffusion --max-minutes 90     # resumes from --resume-dir
     python -m oodbench.mini.train_diffusion --export-only        # latest checkpoint -> weights
 
+Checkpoints live in the cache; on a machine without them, continue from the committed weights
+(fresh optimizer, learning rate warmed up again; the README's log records it)::
+
+    python -m oodbench.mini.train_diffusion --init-weights \
+        oodbench/mini/diffusion_weights/mini_diffusion.safetensors --max-minutes 90
+
 On a GPU machine that has no copy of the offline data, pack the corpus here (43 MB), carry it
 over, and train there with a larger batch into a fresh checkpoint folder::
 
@@ -283,12 +289,15 @@ def train(
     text_tower: TextTower | None = None,
     device: str = "cpu",
     packed_corpus: Path | None = None,
+    init_weights: Path | None = None,
 ) -> dict:
     """Train until ``max_steps`` (total) or ``max_minutes`` (this call); return the state.
 
     Resumes from the newest checkpoint in ``resume_dir``; a checkpoint is written every
     ``checkpoint_every`` steps, at the end, and on SIGTERM/SIGINT. On ``device="cuda"`` the
     batches are still drawn on the CPU from the same seeded generators, then moved.
+    With no checkpoint and ``init_weights`` (exported weights), training continues from those
+    (see :func:`warm_start_state`).
     """
     from diffusers import DDPMScheduler
 
@@ -307,6 +316,8 @@ def train(
                 f"Checkpoint {latest} was trained with other settings ({', '.join(diff)}): "
                 "pass the same settings or a new --resume-dir."
             )
+    elif init_weights is not None:
+        state = warm_start_state(Path(init_weights), cfg)
     else:
         state = {
             "step": 0,
@@ -328,6 +339,10 @@ def train(
         _load_into(ema, latest / "ema.safetensors")
         opt.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
         log(f"resumed from {latest} at step {state['step']}")
+    elif init_weights is not None:
+        _load_into(unet, Path(init_weights))
+        _load_into(ema, Path(init_weights))
+        log(f"warm start from {init_weights} at step {state['step']} (fresh optimizer)")
     scheduler = DDPMScheduler.from_config(cfg.scheduler)
     alphas = scheduler.alphas_cumprod
     v_pred = scheduler.config.prediction_type == "v_prediction"
@@ -387,8 +402,10 @@ def train(
             snr = alphas[t] / (1 - alphas[t])
             weight = snr.clamp(max=cfg.min_snr_gamma) / (snr + 1 if v_pred else snr)
             loss = (weight * (pred.float() - target).pow(2).mean(dim=(1, 2, 3))).mean()
+            # a warm start re-warms: a fresh Adam at full rate would jolt the weights
+            since = step - state.get("warmup_from", 0)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+                group["lr"] = cfg.lr * min(1.0, (since + 1) / max(1, cfg.warmup))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
@@ -429,6 +446,42 @@ def train(
     return state
 
 
+def warm_start_state(weights: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """The training state that exported weights carry (their folder's ``config.json``).
+
+    Checkpoints (with the optimizer state) live in the cache, which a fresh machine lacks; the
+    exported EMA weights are committed. Continuing from them loses the optimizer state and the
+    raw (non-EMA) weights: the EMA weights become both, Adam starts afresh and the learning
+    rate warms up again. Steps keep counting from the weights' step, so the per-step data
+    stream continues where it stopped, and the log records the warm start.
+    """
+    meta_path = weights.parent / "config.json"
+    try:
+        meta = json.loads(meta_path.read_text())["training"]
+    except (OSError, KeyError, ValueError):
+        raise OODBenchError(
+            f"Cannot warm-start from {weights}: {meta_path} with its training summary is "
+            "missing; export weights with --export-only first."
+        ) from None
+    wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    diff = sorted(k for k in wanted if meta.get("config", {}).get(k) != wanted[k])
+    if diff:
+        raise OODBenchError(
+            f"{weights} were trained with other settings ({', '.join(diff)}): pass the same "
+            "settings to continue from them."
+        )
+    step = int(meta["steps"])
+    return {
+        "step": step,
+        "warmup_from": step,
+        "train_seconds": float(meta.get("train_minutes", 0.0)) * 60,
+        "config": dataclasses.asdict(cfg),
+        "log": [],
+        "sessions": list(meta.get("sessions", [])),
+        "warm_start": {"weights_sha256": file_sha256(weights), "step": step},
+    }
+
+
 # -- export --------------------------------------------------------------------------------------
 def summarise(state: dict) -> dict[str, Any]:
     log = state.get("log", [])
@@ -443,6 +496,7 @@ def summarise(state: dict) -> dict[str, Any]:
         "loss_first_logged": losses[0] if losses else None,
         "loss_last_10_logs_mean": round(float(np.mean(tail)), 5) if tail else None,
         "s_per_step_last": log[-1]["s_per_step"] if log else None,
+        **({"warm_start": state["warm_start"]} if "warm_start" in state else {}),
         "sessions": state.get("sessions", []),
     }
 
@@ -577,6 +631,9 @@ def main() -> None:
                         help="train on a packed .npz (from --pack-corpus), not the catalogue")
     parser.add_argument("--pack-corpus", type=Path, default=None,
                         help="only write the 32x32 train corpus to this .npz and exit")
+    parser.add_argument("--init-weights", type=Path, default=None,
+                        help="with no checkpoint yet, continue from these exported weights "
+                        "(e.g. the committed ones; fresh optimizer)")
     parser.add_argument("--command", default="", help="the training command for README.md")
     parser.add_argument("--note", default="", help="a free-text note for README.md")
     args = parser.parse_args()
@@ -602,6 +659,7 @@ def main() -> None:
             log=lambda m: print(m, flush=True),
             device=args.device,
             packed_corpus=args.corpus,
+            init_weights=args.init_weights,
         )
         print(json.dumps({k: v for k, v in summarise(state).items() if k != "sessions"}))
     if args.export or args.export_only:
