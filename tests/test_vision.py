@@ -63,6 +63,79 @@ def test_tiny_llava_answers_each_image_in_batches(tiny_llava):
     assert all(isinstance(x, list) for x in describer.propose(images[:2], ["a", "b"]))
 
 
+@pytest.fixture(scope="module")
+def tiny_qwen2_vl(tmp_path_factory):
+    """A random tiny Qwen2-VL (its own vision tower, M-RoPE text model) and a local processor."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    try:
+        from transformers import (
+            PreTrainedTokenizerFast,
+            Qwen2VLConfig,
+            Qwen2VLForConditionalGeneration,
+            Qwen2VLImageProcessor,
+            Qwen2VLProcessor,
+            Qwen2VLVideoProcessor,
+        )
+    except ImportError as exc:
+        pytest.skip(f"transformers {transformers.__version__} lacks a Qwen2-VL class ({exc})")
+    folder = tmp_path_factory.mktemp("tiny-qwen2-vl")
+    words = ["[PAD]", "[UNK]", "<|im_end|>", "<|vision_start|>", "<|image_pad|>",
+             "<|vision_end|>", "<|video_pad|>", "user", "assistant", ":", "-", "cat", "dog",
+             "list", "things", "the"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                   eos_token="<|im_end|>")
+    fast.add_special_tokens({"additional_special_tokens": words[2:7]})
+    # Qwen2-VL's own layout: the processor expands <|image_pad|> to one token per merged patch
+    template = ("{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}"
+                "{% if c['type'] == 'image' %}<|vision_start|> <|image_pad|> <|vision_end|> "
+                "{% else %}{{ c['text'] }}{% endif %}{% endfor %} <|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}assistant :{% endif %}")
+    try:
+        # 28..56 pixels a side: a 2x2 to 4x4 grid of 14-pixel patches, 1 to 4 image tokens
+        image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=56 * 56)
+        Qwen2VLProcessor(image_processor=image_processor, tokenizer=fast,
+                         video_processor=Qwen2VLVideoProcessor(),
+                         chat_template=template).save_pretrained(folder)
+        config = Qwen2VLConfig(
+            vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 16, "num_heads": 2,
+                           "mlp_ratio": 2},
+            text_config={"vocab_size": len(words), "hidden_size": 16, "intermediate_size": 32,
+                         "num_hidden_layers": 1, "num_attention_heads": 2,
+                         "num_key_value_heads": 2, "max_position_embeddings": 128,
+                         "pad_token_id": 0, "eos_token_id": 2, "bos_token_id": None,
+                         # M-RoPE: (temporal, height, width) sections of head_dim / 2 = 4
+                         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                             "mrope_section": [1, 1, 2]}},
+            image_token_id=4, video_token_id=6, vision_start_token_id=3, vision_end_token_id=5)
+        torch.manual_seed(0)
+        Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
+    except (TypeError, ValueError, KeyError) as exc:  # an older transformers' config/processor API
+        pytest.skip(f"transformers {transformers.__version__} cannot build a tiny Qwen2-VL "
+                    f"offline: {exc}")
+    return folder
+
+
+def test_tiny_qwen2_vl_answers_each_image_in_batches(tiny_qwen2_vl):
+    describer = TransformersDescriber(model=str(tiny_qwen2_vl), max_new_tokens=4, device="cpu",
+                                      batch_size=2)
+    images = [Image.new("RGB", (40, 30), c) for c in ("red", "blue", "green")]
+    answers = describer.describe(images, ["list things", "the cat", "dog"])
+    assert type(describer._model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    assert answers == describer.describe(images, ["list things", "the cat", "dog"])  # greedy
+    # the image really went through Qwen2-VL's preprocessing: one token per 2x2 merged patch
+    inputs = describer._processor(images=images[:1], text=["<|image_pad|> cat"],
+                                  return_tensors="pt")
+    merged = int(inputs["image_grid_thw"].prod()) // 4
+    assert merged >= 1 and int((inputs["input_ids"] == 4).sum()) == merged
+    assert len(describer.context(images[:1], ["cat"])) == 1
+    assert all(isinstance(x, list) for x in describer.propose(images[:2], ["a", "b"]))
+
+
 def test_mllm_offline_is_one_line(monkeypatch):
     import huggingface_hub.constants
 

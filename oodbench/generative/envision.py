@@ -46,6 +46,23 @@ class LLMEnvisioner:
         order = "" if self.order_seed is None else f":order-seed={self.order_seed}"
         return self.generator.identity() + order
 
+    def provenance(self) -> dict[str, Any]:
+        """Who answered, for the label bank's meta: backend, model (id or path), seeds.
+
+        The seed is recorded even when a greedy model ignores it (``llm_seed_used``), so a bank
+        says which generation produced it; the prompts and raw answers are in ``transcript``.
+        """
+        generator = self.generator
+        out: dict[str, Any] = {"llm_backend": generator.name,
+                               "llm_model": str(getattr(generator, "model", "")),
+                               "llm_seed": generator.seed,
+                               "llm_seed_used": generator.uses_seed()}
+        if getattr(generator, "gguf_file", ""):
+            out["llm_gguf_file"] = generator.gguf_file
+        if self.order_seed is not None:
+            out["order_seed"] = self.order_seed
+        return out
+
     def _order(self, items: Sequence[T], kind: str) -> list[T]:
         """``items`` as given, or permuted by ``order_seed`` (per request kind)."""
         if self.order_seed is None:

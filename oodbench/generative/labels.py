@@ -118,6 +118,8 @@ class EnvisionLabels(LabelGenerator):
             labels = P.eoe_filter(raw, ids)
             meta["fine_kind"] = kind
         meta.update(requested=len(raw), kept=len(labels), transcript=envisioner.transcript)
+        if isinstance(envisioner, LLMEnvisioner):  # provenance only: labels are unchanged
+            meta.update(envisioner.provenance())
         env.log(f"envision ({envisioner.identity}, {task}): {len(raw)} proposed, "
                 f"{len(labels)} kept after EOE's filters")
         return LabelBank(labels=labels, generator=self.name, params=self.params(),

@@ -194,29 +194,43 @@ class MMOODLabels(LabelGenerator):
                seeds: list[int]) -> list[Image.Image]:
         """Images of ``labels``, as files under the cache with a manifest (resumable).
 
-        The missing images are rendered in one call, so the generator batches them (one
-        image per call costs a full denoising loop per label on a CPU).
+        The missing images are rendered in chunks of the generator's ``batch_size`` (one image
+        per call costs a full denoising loop per label on a CPU), and each chunk is written as
+        soon as it is made: an interrupted synthesis keeps its finished chunks and a rerun
+        renders only the images still missing. The chunks are the generator's own batches, so
+        a fresh run computes exactly what one call for all images would.
         """
         folder = env.cache.root / "images" / "mmood" / content_key(generator.identity())[:16]
         prompts = [f"a photo of a {label}." for label in labels]
         paths = [folder / f"{content_key(p, s)[:24]}.png" for p, s in zip(prompts, seeds,
                                                                          strict=True)]
         todo = [i for i, path in enumerate(paths) if not path.exists()]
-        if todo:
+        if todo and getattr(generator, "loaded", True) is False:
+            # onto the run's device (a diffusion model left to load itself picks the CPU);
+            # only when something is missing, so a fully cached round needs no model
+            generator.load(env.device)
+        step = max(1, int(getattr(generator, "batch_size", 0) or len(todo) or 1))
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
             with torch_threads(self.render_threads):
-                made = generator.text_to_image([prompts[i] for i in todo],
-                                               [seeds[i] for i in todo])
-            for i, image in zip(todo, made, strict=True):
-                atomic_write(paths[i], lambda tmp, im=image: im.save(tmp, format="PNG"))
-                manifest = {"prompt": prompts[i], "seed": seeds[i],
-                            "generator": generator.identity()}
-                atomic_write(paths[i].with_suffix(".json"),
-                             lambda tmp, m=manifest: Path(tmp).write_text(json.dumps(m)))
+                made = generator.text_to_image([prompts[i] for i in chunk],
+                                               [seeds[i] for i in chunk])
+            for i, image in zip(chunk, made, strict=True):
+                self._write_image(paths[i], image, {
+                    "prompt": prompts[i], "seed": seeds[i], "label": labels[i],
+                    "generator": generator.identity(), "params": generator.params()})
         images = []
         for path in paths:
             with Image.open(path) as img:
                 images.append(img.convert("RGB"))
         return images
+
+    @staticmethod
+    def _write_image(path: Path, image: Image.Image, manifest: dict[str, Any]) -> None:
+        """Manifest first, then the image: a present PNG always has its manifest beside it."""
+        atomic_write(path.with_suffix(".json"),
+                     lambda tmp: Path(tmp).write_text(json.dumps(manifest, default=str)))
+        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
     def _generate(self, env: MethodEnv, task: str) -> LabelBank:
         ids = list(env.suite.classes)

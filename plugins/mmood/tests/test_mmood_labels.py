@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -9,10 +13,11 @@ import torch
 from PIL import Image
 
 import oodbench
-from oodbench.generative import ImageDescriber, ImageGenerator
+from oodbench.cache import ArtifactCache
+from oodbench.generative import ImageDescriber, ImageGenerator, TextGenerator
 from oodbench.runner import RunRequest, run
 from oodbench.types import RunContext
-from oodbench_mmood.labels import farthest_point_sample, mix_labels
+from oodbench_mmood.labels import MMOODLabels, farthest_point_sample, mix_labels
 
 CALLS = {"describe": 0, "render": 0, "images_seen": []}
 
@@ -49,7 +54,35 @@ class FakeGenerator(ImageGenerator):
         return [Image.new("RGB", (16, 16), (128, 128, 128)) for _ in prompts]
 
 
+@dataclasses.dataclass
+class ScriptedLLM(TextGenerator):
+    """A text LLM for the broad categories and the far sketch, answering from a script."""
+
+    name = "scripted-llm"
+
+    def generate(self, prompts: Sequence[list[dict[str, str]]]) -> list[str]:
+        return ["- colours\n- paints" if "Summarise them" in chat[-1]["content"]
+                else "- magenta\n- grey\n- teal\n- olive" for chat in prompts]
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, cls: type, method: str) -> list[int]:
+    """Wrap ``cls.method`` so that each call is counted (the count is ``counter[0]``)."""
+    counter = [0]
+    original: Callable[..., Any] = getattr(cls, method)
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counter[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, counted)
+    return counter
+
+
 class FakePlugin:
+    @oodbench.hookimpl
+    def register_text_generators(self, register):
+        register(ScriptedLLM)
+
     @oodbench.hookimpl
     def register_image_describers(self, register):
         register(FakeDescriber)
@@ -90,21 +123,90 @@ def test_near_branch_sees_only_train_images(mm_registry, colour_suite, tmp_path)
     assert record["labels"]["count"] == 2 and record["labels"]["meta"]["near_images"] == 6
 
 
-def test_far_branch_budget_and_cache_reuse(mm_registry, colour_suite, tmp_path):
-    pytest.importorskip("oodbench.labels.wordnet").wordnet_dir()
+def test_budget_cap_and_third_run_calls_no_model(mm_registry, colour_suite, tmp_path,
+                                                 monkeypatch):
+    """Both branches (task unknown) with an LLM; runs 2 and 3 call no LLM, MLLM or diffusion."""
+    calls = {"llm": count_calls(monkeypatch, ScriptedLLM, "generate"),
+             **{f"mllm.{m}": count_calls(monkeypatch, FakeDescriber, m)
+                for m in ("describe", "context", "propose")},
+             "diffusion": count_calls(monkeypatch, FakeGenerator, "text_to_image")}
     ctx = RunContext(cache_dir=tmp_path / "cache")
-    CALLS.update(describe=0, render=0)
-    first = run(_request(colour_suite, task="far", budget_per_class=2, max_budget=4), ctx,
-                mm_registry)
+    request = _request(colour_suite, task="unknown", llm="scripted-llm", budget_per_class=2,
+                       max_budget=4)
+    first = run(request, ctx, mm_registry)
     meta = first["labels"]["meta"]
     assert meta["budget_requested"] == 6 and meta["budget"] == 4
-    assert first["labels"]["count"] <= 4
-    calls = dict(CALLS)
-    assert calls["render"] > 0 and calls["describe"] > 0
+    assert 0 < meta["far_kept"] <= 4 and meta["near_images"] == 3
+    made = {k: c[0] for k, c in calls.items()}
+    assert made["llm"] > 0 and made["mllm.propose"] > 0 and made["diffusion"] > 0
     for _ in range(2):  # the second and third runs reuse every artefact
-        run(_request(colour_suite, task="far", budget_per_class=2, max_budget=4), ctx,
-            mm_registry)
-    assert CALLS["render"] == calls["render"] and CALLS["describe"] == calls["describe"]
+        again = run(request, ctx, mm_registry)
+        assert again["labels"]["count"] == first["labels"]["count"]
+    assert {k: c[0] for k, c in calls.items()} == made  # zero calls since the first run
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class FlakyGenerator(ImageGenerator):
+    """Deterministic images per (prompt, seed), in batches; can stop after some images."""
+
+    name = "flaky-diffusion"
+    batch_size: int = 2
+
+    def __post_init__(self) -> None:  # not parameters: the identity (image folder) is shared
+        self.made: list[str] = []
+        self.fail_after: int | None = None
+        self.loaded_on: torch.device | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.loaded_on is not None
+
+    def load(self, device: torch.device) -> None:
+        self.loaded_on = device
+
+    def text_to_image(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[Image.Image]:
+        if self.fail_after is not None and len(self.made) >= self.fail_after:
+            raise Interrupted("killed mid-synthesis")
+        self.made += prompts
+        return [Image.new("RGB", (8, 8), (s % 256, len(p), 7)) for p, s in
+                zip(prompts, seeds, strict=True)]
+
+
+def _rendered(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_interrupted_render_resumes_with_only_the_missing_images(tmp_path):
+    labels, seeds = [f"thing {i}" for i in range(5)], [11, 12, 13, 14, 15]
+    prompts = [f"a photo of a {label}." for label in labels]
+    mm = MMOODLabels()
+    env = SimpleNamespace(cache=ArtifactCache(tmp_path / "a"), device=torch.device("cpu"))
+    flaky = FlakyGenerator()
+    flaky.fail_after = 2  # the first batch (2 images) is written, the second call dies
+    with pytest.raises(Interrupted):
+        mm.render(env, flaky, labels, seeds)
+    kept = _rendered(tmp_path / "a")
+    assert sorted(n.rsplit(".", 1)[1] for n in kept) == ["json", "json", "png", "png"]
+    resumed = FlakyGenerator()
+    images = mm.render(env, resumed, labels, seeds)
+    assert resumed.made == prompts[2:]  # only the missing images
+    fresh = FlakyGenerator()
+    expected = mm.render(SimpleNamespace(cache=ArtifactCache(tmp_path / "b"), device="cpu"),
+                         fresh, labels, seeds)
+    assert fresh.made == prompts
+    assert _rendered(tmp_path / "a") == _rendered(tmp_path / "b")  # the same final set
+    assert [np.asarray(i).tolist() for i in images] == [np.asarray(i).tolist() for i in expected]
+    manifest = json.loads(next((tmp_path / "a").rglob("*.json")).read_text())
+    assert manifest["prompt"] in prompts and manifest["seed"] in seeds
+    assert manifest["params"] == {"batch_size": 2} and manifest["generator"].startswith("flaky")
+    assert resumed.loaded_on == env.device  # loaded onto the run's device, not its own pick
+    cached = FlakyGenerator()
+    assert mm.render(env, cached, labels, seeds) and not cached.made
+    assert not cached.loaded  # nothing to render: the model is never loaded
 
 
 def test_mix_is_half_and_half():
