@@ -3,13 +3,19 @@
 Both read the synthesizer's images and the ID images they came from, encode them once through
 the feature cache, mine each synthetic image's negative label in the head's negative bank
 (the NegLabel bank from the label generator), train on features, and cache the trained tensors
-keyed by everything that produced them.
+keyed by everything that produced them. The runner times all fine-tuners together under
+``finetune``; each stage's own seconds go to the record's ``notes.synood_timings``
+(``finetune_projection`` / ``finetune_labels``), and each shows progress bars (mining, training)
+through ``env.progress`` (the CLI's, shown on a terminal only).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,7 @@ from oodbench.types import SampleSet, TextHead
 from oodbench_synood.mining import mine_labels
 from oodbench_synood.train import (
     ResidualProjection,
+    batch_count,
     default_scale,
     train_label_features,
     train_projection,
@@ -40,7 +47,8 @@ class Prepared:
     key: str
 
 
-def prepare(env: MethodEnv, head: TextHead, samples: SampleSet | None) -> Prepared:
+def prepare(env: MethodEnv, head: TextHead, samples: SampleSet | None,
+            stage: str = "") -> Prepared:
     if samples is None or head.extra_features is None:
         raise OODBenchError("SynOOD's fine-tuners need a synthesizer and a negative label bank "
                             "in the method (label_generator + synthesizer).")
@@ -51,10 +59,25 @@ def prepare(env: MethodEnv, head: TextHead, samples: SampleSet | None) -> Prepar
                          np.full(len(samples.paths), -1, dtype=np.int64),
                          content_key("synood-ood", samples.meta.get("key"), len(samples.paths)))
     id_fs, ood_fs = env.encode(id_list), env.encode(ood_list)
-    mined = mine_labels(ood_fs.features, head.extra_features)
+    mined = mine_labels(ood_fs.features, head.extra_features,
+                        progress=_bar(env, f"synood {stage}: mine negative labels",
+                                      len(ood_fs.features)))
     key = content_key(samples.meta.get("key"), head.extra_labels[:50], len(head.extra_labels))
     return Prepared(id_fs.features, torch.as_tensor(id_fs.labels), ood_fs.features, mined,
                     np.unique(mined), key)
+
+
+def _bar(env: MethodEnv, name: str, total: int) -> Callable[[int, int], None] | None:
+    """A progress callback from the run (None in library use and tests: no bar)."""
+    return env.progress(name, total) if env.progress else None
+
+
+@contextmanager
+def _timed(env: MethodEnv, key: str) -> Iterator[None]:
+    """Per-stage seconds: the runner's timer has one ``finetune`` key for all fine-tuners."""
+    start = time.perf_counter()
+    yield
+    env.notes.setdefault("synood_timings", {})[key] = round(time.perf_counter() - start, 4)
 
 
 def _cached_tensor(env: MethodEnv, key: str, compute: Any) -> dict[str, torch.Tensor]:
@@ -89,7 +112,11 @@ class ProjectionTuner(FineTuner):
     def finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         if not self.enabled:
             return head
-        data = prepare(env, head, samples)
+        with _timed(env, "finetune_projection"):
+            return self._finetune(env, head, samples)
+
+    def _finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
+        data = prepare(env, head, samples, "stage A")
         id_text = env.id_text_features([self.id_template])
         assert head.extra_features is not None
         text = torch.cat([id_text, head.extra_features[torch.as_tensor(data.used)]])
@@ -102,9 +129,11 @@ class ProjectionTuner(FineTuner):
         scale = default_scale(feats.shape[1], self.feature_rms)
 
         def compute() -> dict[str, torch.Tensor]:
+            bar = _bar(env, "synood stage A: train projection",
+                       batch_count(len(feats), self.batch_size, self.epochs))
             model, log = train_projection(feats, targets, text, self.epochs, self.batch_size,
                                           self.lr, self.weight_decay, self.min_lr,
-                                          self.temperature, self.seed, scale)
+                                          self.temperature, self.seed, scale, bar)
             env.log(f"synood stage A: loss per epoch {[round(x, 4) for x in log.losses]}")
             return {**model.state_dict(), "losses": torch.tensor(log.losses)}
 
@@ -142,7 +171,11 @@ class LabelTuner(FineTuner):
             return head
         if self.negatives not in ("all", "tuned"):
             raise OODBenchError("synood-label-tuning.negatives must be 'all' or 'tuned'.")
-        data = prepare(env, head, samples)
+        with _timed(env, "finetune_labels"):
+            return self._finetune(env, head, samples)
+
+    def _finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
+        data = prepare(env, head, samples, "stage B")
         assert head.extra_features is not None
         position = {int(u): i for i, u in enumerate(data.used)}
         targets = torch.as_tensor([position[int(m)] for m in data.mined]).long()
@@ -151,10 +184,12 @@ class LabelTuner(FineTuner):
                       tensor_digest(data.ood_feats, targets, init))
 
         def compute() -> dict[str, torch.Tensor]:
+            bar = _bar(env, "synood stage B: tune labels",
+                       batch_count(len(data.ood_feats), self.batch_size, self.epochs))
             tuned, log = train_label_features(data.ood_feats, targets, init, self.epochs,
                                               self.batch_size, self.lr, self.momentum,
                                               self.weight_decay, self.temperature, self.seed,
-                                              default_scale(init.shape[1], self.feature_rms))
+                                              default_scale(init.shape[1], self.feature_rms), bar)
             env.log(f"synood stage B: loss per epoch {[round(x, 4) for x in log.losses]}")
             return {"labels": tuned, "losses": torch.tensor(log.losses)}
 

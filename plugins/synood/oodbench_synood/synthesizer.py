@@ -6,7 +6,9 @@ a whole-image in-painting at strength 0.6 whose start noise is refined K times b
 of the guidance loss. Each image is written with a manifest entry, atomically, as soon as it
 is made: an interrupted run resumes where it stopped. ``shard_index``/``shard_count`` (default:
 the RANK / WORLD_SIZE that ``accelerate launch`` or torchrun set) give each process a disjoint,
-deterministic slice.
+deterministic slice; with ``LOCAL_RANK`` set (one process per GPU) a CUDA run's shard
+synthesizes on ``cuda:LOCAL_RANK``. A shard that finishes while others still run stops with exit
+status 0 (``ShardFinished``); the shard that finds every image made continues to fine-tuning.
 
 ``per_class`` and ``step`` default to "auto": the paper's N = 50 and r = 10 (SD-2-inpainting +
 ResNet-50), or the offline settings below when the in-painter is the CPU ``mini-diffusion``.
@@ -52,6 +54,28 @@ def _env_int(name: str, default: int) -> int:
         return int(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+class ShardFinished(OODBenchError):
+    """A shard made its images while other shards' images are still missing: not a failure.
+    Exit status 0, so that ``accelerate launch``/torchrun do not stop the other shards."""
+
+    exit_code = 0
+
+
+def shard_device(run_device: torch.device) -> torch.device:
+    """cuda:$LOCAL_RANK for a launcher's process (accelerate, torchrun) on a CUDA run without
+    a device index, so each process of a machine synthesizes on its own GPU; otherwise the run's
+    device (CPU runs stay on the CPU; an explicit ``--device cuda:i`` wins)."""
+    local = _env_int("LOCAL_RANK", -1)
+    if local < 0 or run_device.type != "cuda" or run_device.index is not None:
+        return run_device
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if local >= torch.cuda.device_count():
+        raise OODBenchError(f"LOCAL_RANK={local} but {torch.cuda.device_count()} GPUs are "
+                            f"visible; launch at most that many processes per machine.")
+    return torch.device("cuda", local)
 
 
 @dataclasses.dataclass
@@ -107,13 +131,21 @@ class SynOODSynthesizer(Synthesizer):
         todo = [i for i in mine if not env.reuse("synthesize")
                 or not self._out(folder, i).with_suffix(".json").exists()]
         if todo:
-            with torch_threads(self.threads if env.device.type == "cpu" else 0):
-                self._make(env, train, todo, folder, inpainter, describer, run["step"])
+            device = shard_device(env.device)
+            shard_env = env if device == env.device else dataclasses.replace(
+                env, ctx=dataclasses.replace(env.ctx, device=device))
+            with torch_threads(self.threads if device.type == "cpu" else 0):
+                self._make(shard_env, train, todo, folder, inpainter, describer, run["step"])
         missing = [i for i in chosen if not self._out(folder, i).with_suffix(".json").exists()]
         if missing:
-            raise OODBenchError(f"synood-inpaint: shard {index} of {count} is done; "
-                                f"{len(missing)} images of other shards are missing. Run the "
-                                f"remaining shards, then run once more with a single process.")
+            # each shard checks after writing its own images, so the last to finish sees them
+            # all and carries on; the others stop here with exit status 0
+            raise ShardFinished(
+                f"synood-inpaint: shard {index} of {count} finished its {len(mine)} images "
+                f"(exit status 0); other shards have not made {len(missing)} of the "
+                f"{len(chosen)} images yet. The shard that finishes last continues to "
+                f"fine-tuning and scoring; if a shard was stopped, rerun the same command (or "
+                f"one process) to make the missing images and continue.")
         manifest = [json.loads(self._out(folder, i).with_suffix(".json").read_text())
                     for i in chosen]
         env.notes["synood_images"] = {"count": len(chosen), "folder": str(folder), **run}

@@ -19,6 +19,7 @@ per coordinate, the LayerNorm branch's own scale; raw CLIP embeddings are of tha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -50,18 +51,26 @@ class TrainLog:
     losses: list[float] = field(default_factory=list)  # mean loss per epoch
 
 
+Progress = Callable[[int, int], None]  # (batches done, batches in all epochs)
+
+
 def _batches(n: int, batch: int, generator: torch.Generator) -> list[torch.Tensor]:
     order = torch.randperm(n, generator=generator)
     return list(order.split(batch))
 
 
+def batch_count(n: int, batch: int, epochs: int) -> int:
+    """Optimiser steps over all epochs (the length of a training progress bar)."""
+    return epochs * -(-n // batch)
+
+
 def train_projection(features: torch.Tensor, targets: torch.Tensor, text: torch.Tensor,
                      epochs: int = 3, batch: int = 128, lr: float = 1e-3,
                      weight_decay: float = 1e-5, min_lr: float = 1e-5, temperature: float = 0.01,
-                     seed: int = 0, scale: float | None = None
+                     seed: int = 0, scale: float | None = None, progress: Progress | None = None
                      ) -> tuple[ResidualProjection, TrainLog]:
     """Stage A. ``targets`` index rows of ``text`` (ID prompts first, then mined labels);
-    ``scale`` = ρ (None: sqrt(D))."""
+    ``scale`` = ρ (None: sqrt(D)); ``progress`` is called after every batch."""
     torch.manual_seed(seed)
     width = features.shape[1]
     model = ResidualProjection(width, default_scale(width) if scale is None else scale)
@@ -71,6 +80,7 @@ def train_projection(features: torch.Tensor, targets: torch.Tensor, text: torch.
     text = nn.functional.normalize(text.float(), dim=-1)
     log = TrainLog()
     generator = torch.Generator().manual_seed(seed)
+    done, steps = 0, batch_count(len(features), batch, epochs)
     for _ in range(epochs):
         total = 0.0
         for idx in _batches(len(features), batch, generator):
@@ -80,6 +90,9 @@ def train_projection(features: torch.Tensor, targets: torch.Tensor, text: torch.
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(idx)
+            done += 1
+            if progress:
+                progress(done, steps)
         schedule.step()  # per epoch, as the reference code
         log.losses.append(total / max(1, len(features)))
     return model.eval(), log
@@ -88,10 +101,11 @@ def train_projection(features: torch.Tensor, targets: torch.Tensor, text: torch.
 def train_label_features(features: torch.Tensor, targets: torch.Tensor, init: torch.Tensor,
                          epochs: int = 5, batch: int = 128, lr: float = 0.02,
                          momentum: float = 0.9, weight_decay: float = 1e-5,
-                         temperature: float = 0.01, seed: int = 0, scale: float | None = None
-                         ) -> tuple[torch.Tensor, TrainLog]:
+                         temperature: float = 0.01, seed: int = 0, scale: float | None = None,
+                         progress: Progress | None = None) -> tuple[torch.Tensor, TrainLog]:
     """Stage B. ``targets`` index rows of ``init`` (the mined labels' text features), which
-    start at norm ``scale`` = ρ (None: sqrt(D)); the result is L2-normalised."""
+    start at norm ``scale`` = ρ (None: sqrt(D)); the result is L2-normalised. ``progress`` is
+    called after every batch."""
     torch.manual_seed(seed)
     rho = default_scale(init.shape[1]) if scale is None else scale
     labels = nn.Parameter(nn.functional.normalize(init.detach().float(), dim=-1) * rho)
@@ -100,6 +114,7 @@ def train_label_features(features: torch.Tensor, targets: torch.Tensor, init: to
     feats = nn.functional.normalize(features.float(), dim=-1)
     log = TrainLog()
     generator = torch.Generator().manual_seed(seed)
+    done, steps = 0, batch_count(len(features), batch, epochs)
     for _ in range(epochs):
         total = 0.0
         for idx in _batches(len(feats), batch, generator):
@@ -109,6 +124,9 @@ def train_label_features(features: torch.Tensor, targets: torch.Tensor, init: to
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(idx)
+            done += 1
+            if progress:
+                progress(done, steps)
         schedule.step()
         log.losses.append(total / max(1, len(feats)))
     return nn.functional.normalize(labels.detach(), dim=-1), log

@@ -1,0 +1,208 @@
+"""SynOOD's operational parts: progress bars, the classifier registry, shard devices and
+shards that finish early."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from test_synood import (
+    DescriberPlugin,
+    FakeInpaintGenerator,
+    FakePlugin,
+    _method,
+    _toy_stage_inputs,
+)
+
+import oodbench
+from oodbench.errors import PluginError, UnknownNameError
+from oodbench.runner import RunRequest, run
+from oodbench.types import RunContext
+from oodbench_synood import classifiers as cls_module
+from oodbench_synood.classifiers import (
+    GuidanceClassifier,
+    TorchvisionResNet50,
+    ZeroShotHead,
+    classifier_identity,
+    hookimpl,
+    load_classifiers,
+    make_classifier,
+)
+from oodbench_synood.mining import mine_labels
+from oodbench_synood.synthesizer import ShardFinished, shard_device
+
+
+class Bars:
+    """Records env.progress(name, total) bars and their last update."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, list[int]] = {}
+
+    def __call__(self, name: str, total: int):
+        self.bars[name] = [0, total]
+
+        def update(done: int, _total: int) -> None:
+            self.bars[name][0] = done
+
+        return update
+
+
+def test_stages_show_progress_for_mining_and_training(tmp_path, monkeypatch):
+    from oodbench_synood.finetune import LabelTuner, ProjectionTuner
+
+    bars = Bars()
+    env, head, _ = _toy_stage_inputs(tmp_path, monkeypatch, progress=bars)
+    ProjectionTuner(epochs=3, batch_size=16).finetune(env, head, None)
+    LabelTuner(epochs=2, batch_size=16).finetune(env, head, None)
+    # 64 features (32 ID + 32 synthetic) in batches of 16 for 3 epochs; 32 for 2 epochs
+    assert bars.bars["synood stage A: train projection"] == [12, 12]
+    assert bars.bars["synood stage B: tune labels"] == [4, 4]
+    assert bars.bars["stage A"] == [32, 32] and bars.bars["stage B"] == [32, 32]  # mining
+    bars.bars.clear()  # cached weights: no training bar the second time
+    ProjectionTuner(epochs=3, batch_size=16).finetune(env, head, None)
+    assert "synood stage A: train projection" not in bars.bars
+
+
+def test_mining_reports_each_chunk():
+    seen = []
+    mine_labels(torch.eye(3)[[0, 1, 2, 0, 1]], torch.eye(3), chunk=2,
+                progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+# -- guidance classifiers ------------------------------------------------------------------------
+class ConstantClassifier(GuidanceClassifier):
+    name = "constant"
+    description = "test: uniform logits"
+
+    def __init__(self, env) -> None:
+        self.num_classes = 3
+
+    @classmethod
+    def identity(cls, env) -> str:
+        return "constant:v1"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(images), 3)
+
+
+class ThirdParty:
+    @hookimpl
+    def register_guidance_classifiers(self, register):
+        register(ConstantClassifier)
+
+
+def test_builtin_classifiers_are_registered_and_keep_their_identity():
+    known = load_classifiers(entry_points=False)
+    assert known == {"zero-shot": ZeroShotHead, "resnet50": TorchvisionResNet50}
+    # the images' cache key part is unchanged by the registry
+    assert classifier_identity("resnet50", None) == "torchvision:resnet50:IMAGENET1K_V2"
+
+
+def test_third_party_classifier_through_the_entry_point_group(monkeypatch):
+    @dataclasses.dataclass
+    class EntryPoint:
+        name: str
+        plugin: object
+
+        def load(self):
+            if isinstance(self.plugin, Exception):
+                raise self.plugin
+            return self.plugin
+
+    eps = [EntryPoint("mine", ThirdParty()), EntryPoint("broken", ImportError("no module x"))]
+    monkeypatch.setattr(cls_module.md, "entry_points",
+                        lambda group: eps if group == "oodbench_synood" else [])
+    cls_module.classifiers.cache_clear()
+    try:
+        made = make_classifier("constant", None)  # the broken plugin is skipped, not fatal
+        assert isinstance(made, ConstantClassifier)
+        assert classifier_identity("constant", None) == "constant:v1"
+    finally:
+        cls_module.classifiers.cache_clear()
+
+
+def test_unknown_classifier_names_the_known_ones():
+    with pytest.raises(UnknownNameError) as caught:
+        make_classifier("resnet-50", None)
+    message = str(caught.value)
+    assert "\n" not in message and "resnet50" in message and "zero-shot" in message
+    with pytest.raises(UnknownNameError):
+        classifier_identity("nope", None)  # fails before any image is made
+
+
+def test_registering_a_non_classifier_is_refused():
+    class Bad:
+        @hookimpl
+        def register_guidance_classifiers(self, register):
+            register(dict)
+
+    with pytest.raises(PluginError, match="GuidanceClassifier"):
+        load_classifiers(Bad(), entry_points=False)
+    with pytest.raises(PluginError, match="twice"):
+        load_classifiers(ThirdParty(), ThirdParty(), entry_points=False)
+
+
+# -- shards ---------------------------------------------------------------------------------------
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend to have 2 CUDA devices."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_launcher_process_synthesizes_on_its_local_gpu(gpus, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert shard_device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert shard_device(torch.device("cuda", 0)) == torch.device("cuda", 0)  # explicit wins
+    assert shard_device(torch.device("cpu")) == torch.device("cpu")  # accelerate --cpu
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(oodbench.errors.OODBenchError, match="LOCAL_RANK=2"):
+        shard_device(torch.device("cuda"))
+    monkeypatch.delenv("LOCAL_RANK")
+    assert shard_device(torch.device("cuda")) == torch.device("cuda")  # one process: unchanged
+
+
+def test_local_rank_without_cuda_stays_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert shard_device(torch.device("cuda")) == torch.device("cpu")
+
+
+@pytest.fixture
+def shard_registry(registry):
+    from oodbench_synood import plugin
+
+    for obj, name in ((plugin, "synood"), (FakePlugin(), "fakes"),
+                      (DescriberPlugin(), "describer")):
+        registry.add_plugin(obj, name)
+    return registry
+
+
+def test_shard_that_finishes_first_exits_cleanly_and_the_last_one_scores(
+        shard_registry, colour_suite, tmp_path, monkeypatch):
+    """Two shards in turn (RANK / WORLD_SIZE as a launcher sets them): the first stops with
+    exit status 0 and says how to continue; the second finds every image and scores."""
+    import typer
+
+    from oodbench.cli import user_errors
+
+    words = tmp_path / "neg.txt"
+    words.write_text("yellow\nmagenta\ncyan\ngrey\n")
+    request = RunRequest(str(_method(tmp_path, words)), str(colour_suite))
+    ctx = RunContext(cache_dir=tmp_path / "c")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    FakeInpaintGenerator.calls = 0
+    with pytest.raises(ShardFinished) as caught:
+        run(request, ctx, shard_registry)
+    assert "shard 0 of 2 finished its 6 images" in str(caught.value)
+    assert "not made 6 of the 12 images" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(typer.Exit) as status, user_errors():  # what the CLI does with it
+        raise caught.value
+    assert status.value.exit_code == 0
+    monkeypatch.setenv("RANK", "1")
+    record = run(request, ctx, shard_registry)
+    assert FakeInpaintGenerator.calls == 2 * 2 * 3  # 6 images per shard, batches of 3, K = 3
+    assert record["notes"]["synood_images"]["count"] == 12 and record["metrics"]
