@@ -235,7 +235,8 @@ def _prepare(env: MethodEnv, components: list[tuple[str, Any]], head: TextHead,
             with timer.stage("synthesize"):
                 samples = component.synthesize(env, labels)
         elif role == "finetuner":
-            with timer.stage("finetune"):
+            # "finetune" sums every fine-tuner; each is also timed alone (SynOOD's two stages)
+            with timer.stage("finetune"), timer.stage(f"finetune:{component.name}"):
                 head = component.finetune(env, head, samples)
         elif role == "scorer":
             if component.needs_extra_labels and head.extra_features is None:

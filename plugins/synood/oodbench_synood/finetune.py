@@ -3,19 +3,17 @@
 Both read the synthesizer's images and the ID images they came from, encode them once through
 the feature cache, mine each synthetic image's negative label in the head's negative bank
 (the NegLabel bank from the label generator), train on features, and cache the trained tensors
-keyed by everything that produced them. The runner times all fine-tuners together under
-``finetune``; each stage's own seconds go to the record's ``notes.synood_timings``
-(``finetune_projection`` / ``finetune_labels``), and each shows progress bars (mining, training)
-through ``env.progress`` (the CLI's, shown on a terminal only).
+keyed by everything that produced them. The runner times each stage (record ``timings``:
+``finetune:synood-projection``, ``finetune:synood-label-tuning``; ``finetune`` is their sum),
+and each shows progress bars (mining, training) through ``env.progress`` (the CLI's, shown on a
+terminal only).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -72,14 +70,6 @@ def _bar(env: MethodEnv, name: str, total: int) -> Callable[[int, int], None] | 
     return env.progress(name, total) if env.progress else None
 
 
-@contextmanager
-def _timed(env: MethodEnv, key: str) -> Iterator[None]:
-    """Per-stage seconds: the runner's timer has one ``finetune`` key for all fine-tuners."""
-    start = time.perf_counter()
-    yield
-    env.notes.setdefault("synood_timings", {})[key] = round(time.perf_counter() - start, 4)
-
-
 def _cached_tensor(env: MethodEnv, key: str, compute: Any) -> dict[str, torch.Tensor]:
     path = env.cache.path("weights", key, ".pt")
     if env.reuse("finetune") and path.exists():
@@ -112,8 +102,7 @@ class ProjectionTuner(FineTuner):
     def finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         if not self.enabled:
             return head
-        with _timed(env, "finetune_projection"):
-            return self._finetune(env, head, samples)
+        return self._finetune(env, head, samples)
 
     def _finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         data = prepare(env, head, samples, "stage A")
@@ -171,8 +160,7 @@ class LabelTuner(FineTuner):
             return head
         if self.negatives not in ("all", "tuned"):
             raise OODBenchError("synood-label-tuning.negatives must be 'all' or 'tuned'.")
-        with _timed(env, "finetune_labels"):
-            return self._finetune(env, head, samples)
+        return self._finetune(env, head, samples)
 
     def _finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         data = prepare(env, head, samples, "stage B")
