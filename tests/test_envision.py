@@ -311,3 +311,135 @@ def test_smollm2_envisions_through_the_transformers_backend():
     assert labels == P.parse_list_answer(turn["answer"])
     assert all(isinstance(x, str) and x and x == x.strip().lower() for x in labels)
     assert envisioner.provenance()["llm_gguf_file"] == str(gguf)
+
+
+# -- the family generators (envision-broad/far/near/fine) and the opt-in synonym filter ---------
+def _wordnet_or_skip() -> None:
+    from oodbench.labels import wordnet
+
+    try:
+        wordnet.wordnet_dir()
+    except Exception as exc:
+        pytest.skip(f"WordNet not installed ({exc})")
+
+
+def _toy_env(registry, colour_suite, tmp_path):
+    import torch
+
+    from oodbench.data.suite import load_suite
+    from oodbench.env import MethodEnv
+    from oodbench.features import FeatureStore
+    from tests.toy import ToyColourBackbone
+
+    backbone = ToyColourBackbone()
+    backbone.load(torch.device("cpu"))
+    return MethodEnv(RunContext(cache_dir=tmp_path), backbone, "toy-colour",
+                     load_suite(colour_suite), FeatureStore(ArtifactCache(tmp_path)), registry)
+
+
+FAMILIES = [("envision-broad", "broad", {}), ("envision-far", "far", {"far_labels": 20}),
+            ("envision-near", "near", {}), ("envision-fine", "fine-grained", {"far_labels": 60})]
+
+
+def test_family_generators_are_listed_and_wrap_envision(registry, colour_suite, tmp_path):
+    from oodbench.errors import ParameterError
+
+    _wordnet_or_skip()
+    registered = {r for p in registry.plugins for r in p.registered}  # `oodbench plugins`
+    env = _toy_env(registry, colour_suite, tmp_path)
+    for name, family, params in FAMILIES:
+        assert ("label_generator", name) in registered
+        generator = registry.create("label_generator", name, {**params, "generations": 1})
+        bank = generator.generate(env)
+        assert bank.generator == name and bank.meta["task"] == family and bank.labels
+        assert bank.meta["envisioner"] == "knowledge:wordnet-3.0"
+        assert "task" not in bank.params and "synonym_drops" not in bank.meta
+        if family != "broad":  # a thin wrapper: the same labels as `envision` for that family
+            same = registry.create("label_generator", "envision",
+                                   {**params, "task": family, "generations": 1}).generate(env)
+            assert bank.labels == same.labels
+    broad = registry.create("label_generator", "envision-broad", {"broad_count": 2})
+    assert broad.generate(env).labels == ["chromatic color"]  # red, green, blue's hypernym
+    with pytest.raises(ParameterError, match="no parameter 'task'"):
+        registry.create("label_generator", "envision-far", {"task": "near"})
+
+
+def test_family_generator_serves_another_method_and_the_labels_cli(registry, colour_suite,
+                                                                   tmp_path):
+    from typer.testing import CliRunner
+
+    from oodbench.cli import app
+
+    _wordnet_or_skip()
+    method = tmp_path / "near.yaml"
+    method.write_text("name: my-near\nlabel_generator: {name: envision-near, params: "
+                      "{generations: 1}}\nscorer: mcm\n")
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+    record = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
+    assert record["labels"]["generator"] == "envision-near"
+    assert record["labels"]["meta"]["task"] == "near" and record["labels"]["count"] > 0
+    shown = CliRunner().invoke(app, ["labels", "show", record["labels"]["meta"]["key"],
+                                     "--cache-dir", str(ctx.cache_dir)])
+    assert shown.exit_code == 0 and "generator: envision-near" in shown.output
+    assert "meta.task: near" in shown.output
+
+
+def test_wordnet_synonym_filter_on_dog():
+    from oodbench.labels.synonyms import drop_wordnet_synonyms
+
+    _wordnet_or_skip()
+    # WordNet 3.0: dog = {dog, domestic dog, Canis familiaris} < canine < ... < animal;
+    # puppy and poodle are hyponyms; "hot dog" is another sense, "pup" a young mammal
+    labels = ["domestic dog", "canis familiaris", "puppy", "poodle", "canine", "animal",
+              "hot dog", "pup", "wolf", "cat"]
+    kept, dropped = drop_wordnet_synonyms(labels, ["dog"])
+    assert dropped == ["domestic dog", "canis familiaris", "puppy", "poodle", "canine", "animal"]
+    assert kept == ["hot dog", "pup", "wolf", "cat"]
+    assert drop_wordnet_synonyms(["qwxz"], ["not-a-wordnet-noun-xyz"]) == (["qwxz"], [])
+
+
+def test_embedding_synonym_filter_threshold():
+    import torch
+
+    from oodbench.labels.synonyms import drop_embedding_near
+
+    ids = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, 1.0], [0.2, 1.0]]))
+    # cosines to the nearest ID class: 0.995, 0.707, 0.981
+    assert drop_embedding_near(["a", "b", "c"], feats, ids, 0.95) == (["b"], ["a", "c"])
+    assert drop_embedding_near(["a", "b", "c"], feats, ids, 0.99) == (["b", "c"], ["a"])
+    assert drop_embedding_near([], feats[:0], ids, 0.5) == ([], [])
+
+
+def test_synonym_filter_of_a_family_generator_records_its_drops(registry, colour_suite,
+                                                                tmp_path):
+    from oodbench.labels.synonyms import wordnet_related
+
+    _wordnet_or_skip()
+    env = _toy_env(registry, colour_suite, tmp_path)
+    ids = ["red", "green", "blue"]
+
+    def bank(mode: str) -> LabelBank:
+        return registry.create("label_generator", "envision-fine",
+                               {"far_labels": 200, "generations": 1,
+                                "synonym_filter": mode}).generate(env)
+
+    plain = bank("none").labels
+    by_wordnet = bank("wordnet")
+    related = wordnet_related(ids)
+    expected = [x for x in plain if x in related]  # hyponyms of red/green/blue: crimson, ...
+    assert {"crimson", "scarlet", "cyan", "magenta"} <= set(expected)
+    assert by_wordnet.meta["synonym_drops"] == {"wordnet": expected}
+    assert by_wordnet.meta["synonyms_dropped_wordnet"] == len(expected)
+    assert "synonyms_dropped_embedding" not in by_wordnet.meta
+    assert by_wordnet.labels == [x for x in plain if x not in related]
+    # the toy text encoder maps any text naming an ID colour onto that colour (cosine 1)
+    by_embedding = bank("embedding")
+    near_ids = [x for x in plain if any(c in x for c in ids)]
+    assert near_ids and by_embedding.meta["synonym_drops"] == {"embedding": near_ids}
+    both = bank("both")
+    assert both.meta["synonyms_dropped_wordnet"] == len(expected)
+    assert both.meta["synonyms_dropped_embedding"] == len([x for x in near_ids
+                                                           if x not in related])
+    assert both.labels == [x for x in plain if x not in related and x not in near_ids]
+    assert both.meta["kept"] == len(both.labels)

@@ -171,3 +171,75 @@ def test_vocabulary_describer_ranks_and_excludes(registry, colour_suite, tmp_pat
     assert len(context) == 3 and "cat" not in context
     proposed = describer.propose([red], ["ignored"])[0]
     assert len(proposed) == 3 and not {"red", "green", "blue"} & set(proposed)
+
+
+def test_vocabulary_describer_corpus_concepts_and_llm_phrasing(registry, colour_suite,
+                                                               tmp_path, monkeypatch):
+    """Opt-in: the offline catalogue's concepts as vocabulary; a text LLM phrases the answer."""
+    import dataclasses
+    import json
+
+    import oodbench
+    from oodbench.cache import ArtifactCache
+    from oodbench.data.suite import load_suite
+    from oodbench.env import MethodEnv
+    from oodbench.features import FeatureStore
+    from oodbench.generative import TextGenerator
+    from oodbench.types import RunContext
+    from tests.toy import ToyColourBackbone
+
+    # a hand-made catalogue; the toy text encoder maps a text to the first colour it names
+    data = tmp_path / "data"
+    (data / "offline").mkdir(parents=True)
+    rows = [{"path": f"images/{i}.png", "concept": c, "category": "thing", "split": "train"}
+            for i, c in enumerate(["red kite", "orange fish", "blue whale", "stone", "red kite"])]
+    (data / "offline" / "catalog.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    monkeypatch.setenv("OODBENCH_DATA", str(data))
+
+    prompts_seen: list[str] = []
+
+    @dataclasses.dataclass
+    class PhrasingLLM(TextGenerator):
+        name = "phrasing-llm"
+
+        def generate(self, prompts):
+            prompts_seen.extend(chat[-1]["content"] for chat in prompts)
+            return ["Sure:\n- Kite\n- Sky (blue)"] * len(prompts)
+
+    class Plugin:
+        @oodbench.hookimpl
+        def register_text_generators(self, register):
+            register(PhrasingLLM)
+
+    registry.add_plugin(Plugin(), "phrasing")
+    backbone = ToyColourBackbone()
+    backbone.load(torch.device("cpu"))
+    env = MethodEnv(RunContext(cache_dir=tmp_path), backbone, "toy-colour",
+                    load_suite(colour_suite), FeatureStore(ArtifactCache(tmp_path)), registry)
+    red = Image.new("RGB", (16, 16), (255, 0, 0))
+
+    assert VocabularyDescriber().identity() == "vocabulary:wordnet-concrete:5:a photo of a {}"
+    corpus = registry.create("image_describer", "vocabulary",
+                             {"vocabulary": "corpus", "top_k": 2})
+    corpus.bind(env)
+    assert corpus._words() == ["blue whale", "orange fish", "red kite", "stone"]
+    assert corpus.context([red], ["cat"]) == ["red kite, orange fish"]
+    assert corpus.propose([red], ["x"]) == [["orange fish", "stone"]]  # ID names excluded
+    assert "corpus-v" in corpus.identity()
+    from oodbench.generative.envision import KnowledgeEnvisioner
+
+    monkeypatch.setattr(KnowledgeEnvisioner, "_pool", lambda self: [("kite", 1), ("stone", 2)])
+    both = VocabularyDescriber(vocabulary="wordnet+corpus")
+    assert both._words() == ["kite", "stone", "blue whale", "orange fish", "red kite"]
+
+    phrased = registry.create("image_describer", "vocabulary",
+                              {"vocabulary": "corpus", "top_k": 2, "phrase_with": "phrasing-llm"})
+    phrased.bind(env)
+    near_prompt = "Given the image category [red] and this image, list 3 classes."
+    assert phrased.propose([red], [near_prompt]) == [["kite", "sky"]]
+    assert prompts_seen == [f"This image shows: orange fish, stone.\n{near_prompt}"]
+    assert phrased.context([red], ["cat"]) == ["Sure:\n- Kite\n- Sky (blue)"]
+    assert prompts_seen[1].startswith("This image shows: red kite, orange fish.\nList the")
+    assert phrased.identity().endswith(":phrase=phrasing-llm:{}")
+    with pytest.raises(Exception, match="vocabulary must be one of"):
+        registry.create("image_describer", "vocabulary", {"vocabulary": "everything"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from oodbench.env import MethodEnv
 from oodbench.errors import ParameterError
@@ -11,6 +11,11 @@ from oodbench.generative import prompts as P
 from oodbench.generative.envision import KnowledgeEnvisioner, LLMEnvisioner
 from oodbench.interfaces import LabelGenerator
 from oodbench.labels.bank import cached_bank
+from oodbench.labels.synonyms import (
+    SYNONYM_FILTERS,
+    drop_embedding_near,
+    drop_wordnet_synonyms,
+)
 from oodbench.types import LabelBank
 
 TASKS = ("far", "near", "fine-grained")
@@ -97,12 +102,28 @@ class EnvisionLabels(LabelGenerator):
         return cached_bank(env.cache, key, lambda: self._envision(env, envisioner), env.log,
                            reuse=env.reuse("labels"))
 
+    def _task(self, env: MethodEnv) -> str:
+        return resolve_task(env, self.task)
+
     def _envision(self, env: MethodEnv, envisioner: Any) -> LabelBank:
-        task = resolve_task(env, self.task)
+        task = self._task(env)
         ids = list(env.suite.classes)
         meta: dict[str, Any] = {"task": task, "envisioner": envisioner.identity,
                                 "prompt_version": P.PROMPT_VERSION,
                                 "prompts_hash": P.prompts_hash()}
+        raw, labels = self._propose(env, envisioner, task, ids, meta)
+        labels = self._refine(env, labels, ids, meta)
+        meta.update(requested=len(raw), kept=len(labels), transcript=envisioner.transcript)
+        if isinstance(envisioner, LLMEnvisioner):  # provenance only: labels are unchanged
+            meta.update(envisioner.provenance())
+        env.log(f"envision ({envisioner.identity}, {task}): {len(raw)} proposed, "
+                f"{len(labels)} kept after EOE's filters")
+        return LabelBank(labels=labels, generator=self.name, params=self.params(),
+                         source=envisioner.identity, templates=[self.template], meta=meta)
+
+    def _propose(self, env: MethodEnv, envisioner: Any, task: str, ids: list[str],
+                 meta: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """(raw answers, labels after EOE's filters) of one prompt family."""
         if task == "far":
             broad = envisioner.broad_categories(env, ids, self.broad_count)
             raw = envisioner.far(env, ids, broad, self.far_labels)
@@ -117,10 +138,130 @@ class EnvisionLabels(LabelGenerator):
             raw = envisioner.fine_grained(env, ids, kind, self.far_labels)
             labels = P.eoe_filter(raw, ids)
             meta["fine_kind"] = kind
-        meta.update(requested=len(raw), kept=len(labels), transcript=envisioner.transcript)
-        if isinstance(envisioner, LLMEnvisioner):  # provenance only: labels are unchanged
-            meta.update(envisioner.provenance())
-        env.log(f"envision ({envisioner.identity}, {task}): {len(raw)} proposed, "
-                f"{len(labels)} kept after EOE's filters")
-        return LabelBank(labels=labels, generator=self.name, params=self.params(),
-                         source=envisioner.identity, templates=[self.template], meta=meta)
+        return raw, labels
+
+    def _refine(self, env: MethodEnv, labels: list[str], ids: list[str],
+                meta: dict[str, Any]) -> list[str]:
+        """Filters after EOE's; none here (the family generators add the synonym filter)."""
+        return labels
+
+
+class HiddenParams:
+    """Mixin: ``hidden`` dataclass fields keep their defaults and are not parameters.
+
+    A family generator fixes ``task`` and drops what its family never reads, so its listing,
+    its records and its cache key hold only what shapes its labels.
+    """
+
+    hidden: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def param_fields(cls) -> dict[str, Any]:
+        fields = super().param_fields()  # type: ignore[misc]
+        return {k: v for k, v in fields.items() if k not in cls.hidden}
+
+
+@dataclasses.dataclass
+class SynonymFilter:
+    """Mixin: the opt-in filter of labels naming an ID class otherwise (labels/synonyms.py).
+
+    Off by default. ``wordnet`` runs before ``embedding`` (``both``); the bank's meta records
+    how many labels each filter dropped (``synonyms_dropped_wordnet`` / ``_embedding``) and
+    which (``synonym_drops``).
+    """
+
+    synonym_filter: str = "none"  # none | wordnet | embedding | both
+    synonym_threshold: float = 0.95  # embedding: drop a label with cosine > this to an ID class
+
+    def check_synonym_filter(self) -> None:
+        if self.synonym_filter not in SYNONYM_FILTERS:
+            raise ValueError(f"synonym_filter must be one of {', '.join(SYNONYM_FILTERS)}, "
+                             f"got {self.synonym_filter!r}")
+
+    def drop_synonyms(self, env: MethodEnv, labels: list[str], ids: list[str], template: str,
+                      meta: dict[str, Any]) -> list[str]:
+        if self.synonym_filter == "none":
+            return labels
+        drops: dict[str, list[str]] = {}
+        if self.synonym_filter in ("wordnet", "both"):
+            labels, drops["wordnet"] = drop_wordnet_synonyms(labels, ids)
+        if self.synonym_filter in ("embedding", "both"):
+            drops["embedding"] = []
+            if labels:  # the text encoder sees the labels as the scorer will
+                feats = env.text_features([template.format(x) for x in labels])
+                id_feats = env.text_features([template.format(c) for c in ids])
+                labels, drops["embedding"] = drop_embedding_near(labels, feats, id_feats,
+                                                                 self.synonym_threshold)
+        # scalar counts reach the result record (it keeps scalars); the bank keeps the labels
+        counts = {f"synonyms_dropped_{k}": len(v) for k, v in drops.items()}
+        meta.update(counts, synonym_drops=drops)
+        env.log(f"synonym filter ({self.synonym_filter}): {counts}")
+        return labels
+
+
+@dataclasses.dataclass
+class FamilyLabels(HiddenParams, EnvisionLabels):
+    """``envision`` with its prompt family fixed (``task`` is not a parameter)."""
+
+    family: ClassVar[str] = ""
+    hidden = frozenset({"task"})
+
+    def _task(self, env: MethodEnv) -> str:
+        return self.family
+
+
+@dataclasses.dataclass
+class EnvisionBroad(FamilyLabels):
+    """The broad categories of the ID classes as a bank (MM-OOD's far sketch starts here)."""
+
+    name = "envision-broad"
+    description = "Broad categories of the ID classes (EOE/MM-OOD), from an LLM or WordNet."
+    family = "broad"
+    hidden = FamilyLabels.hidden | {"far_labels", "per_turn", "max_turns", "near_per_class",
+                                    "fine_kind", "word_overlap_filter"}
+
+    def _propose(self, env: MethodEnv, envisioner: Any, task: str, ids: list[str],
+                 meta: dict[str, Any]) -> tuple[list[str], list[str]]:
+        broad = envisioner.broad_categories(env, ids, self.broad_count)
+        return broad, broad  # the envisioner's answer as is: superclasses, not ID names
+
+
+@dataclasses.dataclass
+class FilteredFamilyLabels(SynonymFilter, FamilyLabels):
+    """A fixed family plus the opt-in synonym filter after EOE's filters."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_synonym_filter()
+
+    def _refine(self, env: MethodEnv, labels: list[str], ids: list[str],
+                meta: dict[str, Any]) -> list[str]:
+        return self.drop_synonyms(env, labels, ids, self.template, meta)
+
+
+@dataclasses.dataclass
+class EnvisionFar(FilteredFamilyLabels):
+    name = "envision-far"
+    description = "EOE far family: broad categories, then look-alike unrelated classes."
+    family = "far"
+    hidden = FamilyLabels.hidden | {"near_per_class", "fine_kind", "word_overlap_filter"}
+
+
+@dataclasses.dataclass
+class EnvisionNear(FilteredFamilyLabels):
+    name = "envision-near"
+    description = "EOE near family: per ID class, similar classes from other domains."
+    family = "near"
+    hidden = FamilyLabels.hidden | {"far_labels", "per_turn", "max_turns", "fine_kind",
+                                    "broad_count"}
+
+
+@dataclasses.dataclass
+class EnvisionFine(FilteredFamilyLabels):
+    name = "envision-fine"
+    description = "EOE fine-grained family: other kinds of the ID classes' kind."
+    family = "fine-grained"
+    hidden = FamilyLabels.hidden | {"near_per_class", "word_overlap_filter", "broad_count"}
+
+
+FAMILY_GENERATORS = (EnvisionBroad, EnvisionFar, EnvisionNear, EnvisionFine)

@@ -1,9 +1,9 @@
-"""Registers the text LLM and MLLM backends and the envision label generator."""
+"""Registers the text LLM and MLLM backends and the envision label generators."""
 
 from __future__ import annotations
 
 from oodbench import hookimpl
-from oodbench.generative.labels import EnvisionLabels
+from oodbench.generative.labels import FAMILY_GENERATORS, EnvisionLabels
 from oodbench.generative.text import OpenAIEndpointGenerator, TransformersTextGenerator, qwen_path
 from oodbench.generative.vision import TransformersDescriber, VocabularyDescriber
 from oodbench.hookspecs import Register
@@ -32,3 +32,5 @@ def register_image_describers(register: Register) -> None:
 @hookimpl
 def register_label_generators(register: Register) -> None:
     register(EnvisionLabels)
+    for family in FAMILY_GENERATORS:  # one family each, for other methods to reuse
+        register(family)

@@ -112,27 +112,66 @@ class TransformersDescriber(ImageDescriber):
         return f"transformers-mllm:{self.model}:{self.max_new_tokens}{sampling}"
 
 
+VOCABULARIES = ("wordnet", "corpus", "wordnet+corpus")
+
+
+def corpus_concepts() -> list[str]:
+    """The offline catalogue's concept names (the mini world's classes), sorted, distinct."""
+    from oodbench.data.offline import catalog_file
+    from oodbench.mini.corpus import read_catalog
+
+    return sorted({row["concept"] for row in read_catalog(catalog_file())})
+
+
+PHRASE_PROMPT = "This image shows: {concepts}.\n{prompt}"
+
+
 @dataclasses.dataclass
 class VocabularyDescriber(ImageDescriber):
     """Offline: the top concepts of a vocabulary by image-text similarity (no language model).
 
-    The vocabulary is WordNet's familiar concrete nouns; ``bind(env)`` gives it the run's
-    backbone and text cache. ``propose`` returns the top concepts that are not ID classes.
+    The vocabulary is WordNet's familiar concrete nouns (default); ``vocabulary`` adds (or
+    swaps in) the offline catalogue's concept names, the mini world's own classes. ``bind(env)``
+    gives it the run's backbone and text cache. ``propose`` returns the top concepts that are
+    not ID classes. With ``phrase_with`` (a registered text generator) the top concepts go to
+    that LLM with the request, and its answer is returned (parsed as a list by ``propose``):
+    the caption-then-LLM stand-in for a multimodal LLM.
     """
 
     name = "vocabulary"
     description = "Offline describer: ranks WordNet concrete nouns by the backbone's similarity."
     top_k: int = 5
     template: str = "a photo of a {}"
+    vocabulary: str = "wordnet"  # wordnet | corpus | wordnet+corpus
+    phrase_with: str = ""  # "" = answer with the concepts; else a text generator's name
+    phrase_params: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vocabulary not in VOCABULARIES:
+            raise ValueError(f"vocabulary must be one of {', '.join(VOCABULARIES)}, got "
+                             f"{self.vocabulary!r}")
 
     def bind(self, env: MethodEnv) -> None:
         self._env = env
+        if self.phrase_with:  # the LLM answers from the run's seed, as the MLLM would
+            self._llm = env.registry.create("text_generator", self.phrase_with,
+                                            {"seed": self.seed, **self.phrase_params})
+
+    def uses_seed(self) -> bool:
+        return hasattr(self, "_llm") and self._llm.uses_seed()
+
+    def _words(self) -> list[str]:
+        from oodbench.generative.envision import KnowledgeEnvisioner
+
+        words = [w for w, _ in KnowledgeEnvisioner()._pool()] if "wordnet" in self.vocabulary \
+            else []
+        if "corpus" in self.vocabulary:
+            words = list(dict.fromkeys(words + corpus_concepts()))
+        return words
 
     def _vocabulary(self) -> tuple[list[str], torch.Tensor]:
         if not hasattr(self, "_vocab"):
-            from oodbench.generative.envision import KnowledgeEnvisioner
-
-            words = [w for w, _ in KnowledgeEnvisioner()._pool()]
+            words = self._words()
             feats = self._env.text_features([self.template.format(w) for w in words])
             self._vocab = (words, feats)
         return self._vocab
@@ -154,18 +193,38 @@ class VocabularyDescriber(ImageDescriber):
             out.append(chosen[: self.top_k])
         return out
 
+    def _answer(self, concepts: list[list[str]], prompts: Sequence[str]) -> list[str]:
+        """The concepts as the answer, or the LLM's answer to each prompt given them."""
+        if not self.phrase_with:
+            return [", ".join(c) for c in concepts]
+        chats = [[{"role": "user", "content": PHRASE_PROMPT.format(concepts=", ".join(c),
+                                                                    prompt=p)}]
+                 for c, p in zip(concepts, prompts, strict=True)]
+        return self._llm.generate(chats)
+
     def describe(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
-        return [", ".join(c) for c in self._ranked(images, [set()] * len(images))]
+        return self._answer(self._ranked(images, [set()] * len(images)), prompts)
 
     def context(self, images: Sequence[Image.Image], subjects: Sequence[str]) -> list[str]:
         excluded = [{s.lower()} for s in subjects]
-        return [", ".join(c) for c in self._ranked(images, excluded)]
+        return self._answer(self._ranked(images, excluded), [context_prompt(s) for s in subjects])
 
     def propose(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[list[str]]:
         ids = {c.lower() for c in self._env.suite.classes}
-        return self._ranked(images, [ids] * len(images))
+        ranked = self._ranked(images, [ids] * len(images))
+        if not self.phrase_with:
+            return ranked
+        return [parse_list_answer(a) for a in self._answer(ranked, prompts)]
 
     def identity(self) -> str:
-        return f"vocabulary:wordnet-concrete:{self.top_k}:{self.template}"
+        from oodbench.mini.corpus import CORPUS_VERSION
 
-
+        corpus = f"corpus-v{CORPUS_VERSION}"  # the catalogue's concepts change with its version
+        vocab = {"wordnet": "wordnet-concrete", "corpus": corpus,
+                 "wordnet+corpus": f"wordnet-concrete+{corpus}"}[self.vocabulary]
+        out = f"vocabulary:{vocab}:{self.top_k}:{self.template}"  # the default's, unchanged
+        if self.phrase_with:
+            llm = self._llm.identity() if hasattr(self, "_llm") else \
+                f"{self.phrase_with}:{self.phrase_params}"
+            out += f":phrase={llm}"
+        return out

@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +32,13 @@ from PIL import Image
 from oodbench.cache import atomic_write, content_key
 from oodbench.env import MethodEnv
 from oodbench.generative import prompts as P
-from oodbench.generative.labels import check_generations, key_params, make_envisioner
+from oodbench.generative.labels import (
+    HiddenParams,
+    SynonymFilter,
+    check_generations,
+    key_params,
+    make_envisioner,
+)
 from oodbench.interfaces import LabelGenerator
 from oodbench.labels.bank import cached_bank
 from oodbench.types import LabelBank
@@ -256,3 +262,56 @@ class MMOODLabels(LabelGenerator):
         return LabelBank(labels=labels, generator=self.name, params=self.params(),
                          source=f"{self.describer} + {self.image_generator} + {self.llm}",
                          templates=[self.template], meta=meta)
+
+
+@dataclasses.dataclass
+class MMOODBranch(HiddenParams, SynonymFilter, MMOODLabels):
+    """``mmood-labels`` with one branch fixed, for other methods to reuse (``task`` is fixed).
+
+    Adds what ``mmood-labels`` keeps out of the method's record: the opt-in synonym filter
+    (after the branch's EOE filters) and ``describer_params`` (e.g. the vocabulary describer's
+    ``vocabulary`` / ``phrase_with``).
+    """
+
+    branch: ClassVar[str] = ""
+    describer_params: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_synonym_filter()
+        self.task = self.branch
+
+    def _describer(self, env: MethodEnv) -> Any:
+        describer = env.registry.create("image_describer", self.describer,
+                                        {"seed": env.ctx.seed, **self.describer_params})
+        describer.bind(env)
+        return describer
+
+    def _generate(self, env: MethodEnv, task: str) -> LabelBank:
+        bank = super()._generate(env, task)
+        labels = self.drop_synonyms(env, bank.labels, list(env.suite.classes), self.template,
+                                    bank.meta)
+        return dataclasses.replace(bank, labels=labels)
+
+
+FAR_ONLY = frozenset({"llm", "llm_params", "prompt_order", "broad_count", "image_generator",
+                      "image_generator_params", "render_threads", "budget_per_class",
+                      "max_budget", "representatives", "labels_per_image", "max_rounds"})
+
+
+@dataclasses.dataclass
+class MMOODNear(MMOODBranch):
+    name = "mmood-near"
+    description = "MM-OOD near branch: MLLM labels from a seeded sample of ID train images."
+    branch = "near"
+    hidden = frozenset({"task", "mix_ratio"}) | FAR_ONLY
+
+
+@dataclasses.dataclass
+class MMOODFar(MMOODBranch):
+    name = "mmood-far"
+    description = ("MM-OOD far branch: broad categories -> sketch -> rendered images -> MLLM "
+                   "labels.")
+    branch = "far"
+    hidden = frozenset({"task", "mix_ratio", "images_per_class", "near_per_image",
+                        "word_overlap_filter"})

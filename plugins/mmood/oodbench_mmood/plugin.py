@@ -1,10 +1,10 @@
-"""Registers EOE's scorer and the eoe method (MM-OOD's components join them here)."""
+"""Registers EOE's scorer, MM-OOD's label generators (whole and per branch), the methods."""
 
 from __future__ import annotations
 
 from oodbench import ComponentRef, MethodSpec, hookimpl
 from oodbench.hookspecs import Register
-from oodbench_mmood.labels import MMOODLabels
+from oodbench_mmood.labels import MMOODFar, MMOODLabels, MMOODNear
 from oodbench_mmood.score import EOEScorer
 
 EOE_REFERENCE = ("Cao et al., Envisioning Outlier Exposure by Large Language Models for "
@@ -19,6 +19,8 @@ def register_scorers(register: Register) -> None:
 @hookimpl
 def register_label_generators(register: Register) -> None:
     register(MMOODLabels)
+    register(MMOODNear)  # each branch alone, for other methods to reuse
+    register(MMOODFar)
 
 
 @hookimpl

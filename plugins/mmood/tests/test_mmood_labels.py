@@ -222,3 +222,40 @@ def test_farthest_point_sample_spreads_out():
         [[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [-1.0, 0.0]]), dim=1)
     assert farthest_point_sample(feats, 2) == [0, 3]
     assert farthest_point_sample(feats, 10) == [0, 1, 2, 3]
+
+
+def test_branch_generators_alone_with_the_synonym_filter(mm_registry, colour_suite, tmp_path):
+    """mmood-near / mmood-far: one branch each, usable by another method's file."""
+    from oodbench.labels import wordnet
+    from oodbench.labels.bank import bank_path
+    from oodbench.types import LabelBank
+
+    try:
+        wordnet.wordnet_dir()
+    except Exception as exc:
+        pytest.skip(f"WordNet not installed ({exc})")
+    registered = {r for p in mm_registry.plugins for r in p.registered}
+    assert {("label_generator", "mmood-near"), ("label_generator", "mmood-far")} <= registered
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+
+    def run_with(name: str, **params: Any) -> dict:
+        method = tmp_path / f"{name}.yaml"
+        method.write_text(f"name: my-{name}\nlabel_generator: {{name: {name}, params: "
+                          f"{json.dumps({'generations': 1, **params})}}}\nscorer: eoe\n")
+        return run(RunRequest(str(method), str(colour_suite)), ctx, mm_registry)["labels"]
+
+    near = run_with("mmood-near", describer="fake-mllm", synonym_filter="wordnet")
+    # the fake MLLM says yellow, red wine, magenta: EOE's near filter drops "red wine", and
+    # WordNet 3.0 files magenta under red (a hyponym of an ID class): one label left
+    assert near["generator"] == "mmood-near" and near["meta"]["task"] == "near"
+    assert near["count"] == 1 and near["meta"]["synonyms_dropped_wordnet"] == 1
+    bank = LabelBank.load(bank_path(ArtifactCache(ctx.cache_dir), near["meta"]["key"]))
+    assert bank.labels == ["yellow"] and bank.meta["synonym_drops"] == {"wordnet": ["magenta"]}
+    # describer_params reach the describer: the vocabulary describer answers top_k concepts
+    vocab = run_with("mmood-near", describer="vocabulary", describer_params={"top_k": 1})
+    assert vocab["meta"]["near_raw"] == 3  # 1 train image x 3 classes x top_k 1
+    far = run_with("mmood-far", describer="fake-mllm", image_generator="fake-diffusion",
+                   budget_per_class=2)
+    whole = run(_request(colour_suite, task="far", budget_per_class=2), ctx, mm_registry)
+    assert far["meta"]["task"] == "far" and "synonyms_dropped_wordnet" not in far["meta"]
+    assert far["count"] == whole["labels"]["count"] > 0  # the same branch as mmood-labels'
