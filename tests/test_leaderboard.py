@@ -241,3 +241,20 @@ def test_ci_script_updates_then_compares_within_tolerance(registry, colour_suite
     report = capsys.readouterr().out
     assert "id_accuracy: committed" in report and "grey.auroc" not in report
     assert "msp--offline-colours--toy-colour.json: extra committed record" in report
+
+
+def test_ci_fpr95_allows_a_few_images_across_the_threshold():
+    """FPR95 moves in steps of 1/n: two images of a set may cross the threshold (CPU float
+    differences between machines), a third may not; other metrics keep the plain tolerance."""
+    ci = _ci_module()
+    old = {"metrics": {"a": {"auroc": 0.9, "fpr95": 0.50, "aupr_in": 0.9, "aupr_out": 0.9}},
+           "counts": {"ood": {"a": 100}}, "id_accuracy": 0.8, "suite": {"hash": "h"},
+           "backbone": {"fingerprint": "f"}, "params": {}}
+    new = json.loads(json.dumps(old))
+    new["metrics"]["a"]["fpr95"] = 0.52  # two images of 100
+    assert ci.compare_record(new, old, 0.005) == []
+    new["metrics"]["a"]["fpr95"] = 0.53
+    assert any("a.fpr95" in p for p in ci.compare_record(new, old, 0.005))
+    assert ci.compare_record(new, old, 0.005, fpr95_images=3) == []
+    new["metrics"]["a"]["fpr95"], new["metrics"]["a"]["auroc"] = 0.50, 0.91
+    assert any("a.auroc" in p for p in ci.compare_record(new, old, 0.005))
