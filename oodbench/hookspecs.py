@@ -155,6 +155,18 @@ def register_image_generators(register: Register) -> None:
     """
 
 
+@hookspec
+def register_image_classifiers(register: Register) -> None:
+    """Register frozen, differentiable image classifiers (``oodbench.generative.ImageClassifier``).
+
+    ``bind(env)`` loads the model for a run; ``classifier(images) -> logits`` maps [N, 3, H, W]
+    RGB in [0, 1] to [N, C]; ``identity(env)`` names what the logits depend on, without loading
+    anything (for cache keys). Used to guide synthesis (e.g. SynOOD's energy score).
+
+    :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
+    """
+
+
 HOOK_KINDS: dict[str, str] = {
     "register_backbones": "backbone",
     "register_suites": "suite",
@@ -166,6 +178,7 @@ HOOK_KINDS: dict[str, str] = {
     "register_text_generators": "text_generator",
     "register_image_describers": "image_describer",
     "register_image_generators": "image_generator",
+    "register_image_classifiers": "image_classifier",
 }
 
 

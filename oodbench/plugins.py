@@ -44,6 +44,7 @@ KIND_PLURAL = {
     "text_generator": "text generators",
     "image_describer": "image describers",
     "image_generator": "image generators",
+    "image_classifier": "image classifiers",
 }
 
 
@@ -217,6 +218,7 @@ def _base_class(kind: str) -> type:
         "text_generator": generative.TextGenerator,
         "image_describer": generative.ImageDescriber,
         "image_generator": generative.ImageGenerator,
+        "image_classifier": generative.ImageClassifier,
     }[kind]
 
 

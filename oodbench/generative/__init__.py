@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image
 
 from oodbench.components import Component
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass
@@ -98,3 +101,24 @@ class ImageGenerator(Component):
 
     def identity(self) -> str:
         return f"{self.name}:{self.params()}"
+
+
+@dataclasses.dataclass
+class ImageClassifier(Component):
+    """A frozen, differentiable image classifier, e.g. the guidance model of a synthesizer."""
+
+    kind: ClassVar[str] = "image_classifier"
+    num_classes = 0  # set by bind (a plain attribute, not a parameter)
+
+    @abstractmethod
+    def identity(self, env: Any) -> str:
+        """What the logits depend on (weights, classes), for cache keys; loads nothing."""
+
+    @abstractmethod
+    def bind(self, env: Any) -> None:
+        """Load the model for the run ``env`` (its device, backbone and suite); sets
+        ``num_classes``."""
+
+    @abstractmethod
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] RGB in [0, 1] -> [N, C] logits, differentiable in ``images``."""

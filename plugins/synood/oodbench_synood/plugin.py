@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from oodbench import ComponentRef, MethodSpec, hookimpl
 from oodbench.hookspecs import Register
+from oodbench_synood.classifiers import TorchvisionResNet50, ZeroShotHead
 from oodbench_synood.finetune import LabelTuner, ProjectionTuner
 from oodbench_synood.synthesizer import SynOODSynthesizer
 
@@ -47,3 +48,9 @@ def register_methods(register: Register) -> None:
                          stage_a={"enabled": False}))
     register(synood_spec("synood-no-stage-b", "SynOOD ablation: without label tuning.",
                          stage_b={"enabled": False}))
+
+
+@hookimpl
+def register_image_classifiers(register: Register) -> None:
+    register(ZeroShotHead)
+    register(TorchvisionResNet50)

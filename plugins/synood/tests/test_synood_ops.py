@@ -13,20 +13,18 @@ from test_synood import (
     FakePlugin,
     _method,
     _toy_stage_inputs,
+    synood_registry,  # noqa: F401 (a fixture)
 )
 
 import oodbench
-from oodbench.errors import PluginError, UnknownNameError
+from oodbench.errors import UnknownNameError
+from oodbench.generative import ImageClassifier
 from oodbench.runner import RunRequest, run
 from oodbench.types import RunContext
-from oodbench_synood import classifiers as cls_module
 from oodbench_synood.classifiers import (
-    GuidanceClassifier,
     TorchvisionResNet50,
     ZeroShotHead,
     classifier_identity,
-    hookimpl,
-    load_classifiers,
     make_classifier,
 )
 from oodbench_synood.mining import mine_labels
@@ -72,76 +70,71 @@ def test_mining_reports_each_chunk():
 
 
 # -- guidance classifiers ------------------------------------------------------------------------
-class ConstantClassifier(GuidanceClassifier):
+@dataclasses.dataclass
+class ConstantClassifier(ImageClassifier):
     name = "constant"
     description = "test: uniform logits"
+    classes: int = 3
 
-    def __init__(self, env) -> None:
-        self.num_classes = 3
+    def identity(self, env) -> str:
+        return f"constant:{self.classes}"
 
-    @classmethod
-    def identity(cls, env) -> str:
-        return "constant:v1"
+    def bind(self, env) -> None:
+        self.num_classes = self.classes
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(len(images), 3)
+        return torch.zeros(len(images), self.num_classes)
 
 
 class ThirdParty:
-    @hookimpl
-    def register_guidance_classifiers(self, register):
+    @oodbench.hookimpl
+    def register_image_classifiers(self, register):
         register(ConstantClassifier)
 
 
-def test_builtin_classifiers_are_registered_and_keep_their_identity():
-    known = load_classifiers(entry_points=False)
-    assert known == {"zero-shot": ZeroShotHead, "resnet50": TorchvisionResNet50}
-    # the images' cache key part is unchanged by the registry
-    assert classifier_identity("resnet50", None) == "torchvision:resnet50:IMAGENET1K_V2"
+@dataclasses.dataclass
+class RegistryEnv:
+    """What make_classifier / classifier_identity read from a MethodEnv."""
+
+    registry: object
 
 
-def test_third_party_classifier_through_the_entry_point_group(monkeypatch):
-    @dataclasses.dataclass
-    class EntryPoint:
-        name: str
-        plugin: object
-
-        def load(self):
-            if isinstance(self.plugin, Exception):
-                raise self.plugin
-            return self.plugin
-
-    eps = [EntryPoint("mine", ThirdParty()), EntryPoint("broken", ImportError("no module x"))]
-    monkeypatch.setattr(cls_module.md, "entry_points",
-                        lambda group: eps if group == "oodbench_synood" else [])
-    cls_module.classifiers.cache_clear()
-    try:
-        made = make_classifier("constant", None)  # the broken plugin is skipped, not fatal
-        assert isinstance(made, ConstantClassifier)
-        assert classifier_identity("constant", None) == "constant:v1"
-    finally:
-        cls_module.classifiers.cache_clear()
+def test_builtin_classifiers_are_registered_and_keep_their_identity(synood_registry):  # noqa: F811
+    listed = {n: r.obj for n, r in synood_registry.entries["image_classifier"].items()}
+    assert listed["zero-shot"] is ZeroShotHead and listed["resnet50"] is TorchvisionResNet50
+    # the images' cache key part is what it was before classifiers became components
+    env = RegistryEnv(synood_registry)
+    assert classifier_identity("resnet50", env) == "torchvision:resnet50:IMAGENET1K_V2"
 
 
-def test_unknown_classifier_names_the_known_ones():
+def test_third_party_classifier_through_the_core_hook(synood_registry):  # noqa: F811
+    synood_registry.add_plugin(ThirdParty(), "third-party")
+    env = RegistryEnv(synood_registry)
+    made = make_classifier("constant", env)
+    assert isinstance(made, ConstantClassifier) and made.num_classes == 3
+    assert classifier_identity("constant", env) == "constant:3"
+    assert made(torch.zeros(2, 3, 8, 8)).shape == (2, 3)
+
+
+def test_unknown_classifier_names_the_known_ones(synood_registry):  # noqa: F811
+    env = RegistryEnv(synood_registry)
     with pytest.raises(UnknownNameError) as caught:
-        make_classifier("resnet-50", None)
+        make_classifier("resnet-50", env)
     message = str(caught.value)
     assert "\n" not in message and "resnet50" in message and "zero-shot" in message
     with pytest.raises(UnknownNameError):
-        classifier_identity("nope", None)  # fails before any image is made
+        classifier_identity("nope", env)  # fails before any image is made
 
 
-def test_registering_a_non_classifier_is_refused():
+def test_registering_a_non_classifier_is_refused(registry):
     class Bad:
-        @hookimpl
-        def register_guidance_classifiers(self, register):
+        @oodbench.hookimpl
+        def register_image_classifiers(self, register):
             register(dict)
 
-    with pytest.raises(PluginError, match="GuidanceClassifier"):
-        load_classifiers(Bad(), entry_points=False)
-    with pytest.raises(PluginError, match="twice"):
-        load_classifiers(ThirdParty(), ThirdParty(), entry_points=False)
+    registry.add_plugin(Bad(), "bad")  # reported, not raised: other plugins keep working
+    (failure,) = registry.failures()
+    assert "ImageClassifier" in failure.error and "image_classifier" in registry.entries
 
 
 # -- shards ---------------------------------------------------------------------------------------
