@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from oodbench import shards
 from oodbench.backbones.base import Backbone, TensorPreprocess
 from oodbench.cache import ArtifactCache, atomic_write, atomic_write_text, content_key
 from oodbench.data.sources import ImageList
@@ -83,13 +84,20 @@ class FeatureStore:
     """Cached image and text features for one cache directory.
 
     ``log`` receives one-line notes (also kept in ``stats.notes``); without it they go to the
-    ``oodbench.features`` logger as warnings.
+    ``oodbench.features`` logger as warnings. ``shard`` = (rank, world size) splits image
+    encoding across processes (None: RANK / WORLD_SIZE from the environment, see
+    :mod:`oodbench.shards`); a world size of 1 is the plain single-process path.
     """
 
-    def __init__(self, cache: ArtifactCache, log: Callable[[str], None] | None = None) -> None:
+    poll_s = shards.POLL_S  # while waiting for other shards' parts
+    stale_after_s = shards.STALE_AFTER_S
+
+    def __init__(self, cache: ArtifactCache, log: Callable[[str], None] | None = None,
+                 shard: tuple[int, int] | None = None) -> None:
         self.cache = cache
         self.stats = EncodeStats()
         self.log = log
+        self.shard = shard
         # backbone fingerprint -> text -> (features tensor, row): texts seen by this store
         self._memo: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
@@ -128,29 +136,104 @@ class FeatureStore:
             return cached
         if why_not:
             self.note(why_not)
+        rank, world = self.shard or shards.world()
+        if world > 1 and len(images) > 0:
+            result = self._sharded(backbone, images, ctx, spec, key, rank, world, progress)
+        else:
+            result = self._encode(backbone, images, ctx, spec, progress)
+        self._save(key, result, images.name)
+        return result
+
+    def _encode(self, backbone: Backbone, images: ImageList, ctx: RunContext,
+                spec: TensorPreprocess | None, progress: Progress | None,
+                rows: range | None = None) -> FeatureSet:
+        """Encode ``images`` (only ``rows`` of it when given; None = all, the unsharded path)."""
         start = time.perf_counter()
         if spec is None:
-            feats, kept, skipped = self._encode_images(backbone, images, ctx, progress)
+            feats, kept, skipped = self._encode_images(backbone, images, ctx, progress, rows)
         else:
             if ctx.device.type != "cuda":
                 self.note("decode gpu on a CPU device: JPEGs are decoded in the main process "
                           "(libjpeg-turbo), which is slower than --decode cpu; meant for tests")
             feats, kept, skipped = self._encode_images_gpu(backbone, images, ctx, spec,
-                                                           progress)
+                                                           progress, rows)
         self.stats.seconds += time.perf_counter() - start
-        result = FeatureSet(
+        return FeatureSet(
             features=feats,
             labels=images.labels[kept] if len(kept) else np.zeros(0, dtype=np.int64),
             paths=[images.keys[i] for i in kept],
             skipped=[(images.keys[i], why) for i, why in skipped],
         )
-        self._save(key, result, images.name)
-        return result
+
+    def _sharded(self, backbone: Backbone, images: ImageList, ctx: RunContext,
+                 spec: TensorPreprocess | None, key: str, rank: int, world: int,
+                 progress: Progress | None) -> FeatureSet:
+        """This rank's part, then every other part (waiting for, or taking over, each: see
+        :mod:`oodbench.shards`), joined in the list's order."""
+        parts = shards.part_rows(len(images), world, ctx.batch_size)  # part i is rank i's
+        done: dict[int, FeatureSet] = {}
+        said = False
+        while True:
+            waiting = []
+            for rows in parts[rank:] + parts[:rank]:  # own part first, then the next ones
+                if not rows or rows.start in done:
+                    continue
+                part_key = content_key(key, "rows", rows.start, rows.stop)
+                got = self._load(part_key, "feature-parts")
+                if got is None:
+                    lock = shards.PartLock(self.cache.path("feature-parts", part_key, ".lock"),
+                                           rank, self.stale_after_s)
+                    got = self._encode_part(backbone, images, ctx, spec, progress, rows,
+                                            part_key, lock)
+                    if got is None:
+                        waiting.append(f"{rows.start}-{rows.stop} (held by {lock.holder()})")
+                        continue
+                done[rows.start] = got
+            if not waiting:
+                return shards.join([done[r.start] for r in parts if r])
+            if not said:
+                said = True
+                self._say(f"features {images.name}: shard {rank} of {world} waits for rows "
+                          f"{', '.join(waiting)} of {len(images)}; polling every "
+                          f"{self.poll_s:g} s; a part whose holder dies or is silent for "
+                          f"{self.stale_after_s:g} s is encoded here")
+            time.sleep(self.poll_s)
+
+    def _encode_part(self, backbone: Backbone, images: ImageList, ctx: RunContext,
+                     spec: TensorPreprocess | None, progress: Progress | None, rows: range,
+                     part_key: str, lock: shards.PartLock) -> FeatureSet | None:
+        """Claim, encode and write one part; None when another live process holds it."""
+        if not lock.claim():
+            return None
+        try:
+            got = self._load(part_key, "feature-parts")  # finished between look and claim
+            if got is None:
+                def beat(done: int, total: int) -> None:
+                    lock.beat()
+                    if progress:
+                        progress(done, total)
+
+                got = self._encode(backbone, images, ctx, spec, beat, rows)
+                self._save(part_key, got, images.name, "feature-parts")
+            return got
+        finally:
+            lock.release()
+
+    def _say(self, message: str) -> None:
+        """A progress line for the run's log (not a note: records stay as unsharded ones)."""
+        if self.log is not None:
+            self.log(message)
+        else:
+            _logger.info(message)
 
     def _encode_images(self, backbone: Backbone, images: ImageList, ctx: RunContext,
-                       progress: Progress | None) -> tuple[torch.Tensor, list[int], list]:
+                       progress: Progress | None, rows: range | None = None
+                       ) -> tuple[torch.Tensor, list[int], list]:
+        dataset: Dataset = _ImageDataset(images, backbone.preprocess())
+        if rows is not None:
+            dataset = Subset(dataset, rows)  # items keep their index in ``images``
         loader = DataLoader(
-            _ImageDataset(images, backbone.preprocess()),
+            dataset,
             batch_size=ctx.batch_size,
             num_workers=ctx.num_workers,
             collate_fn=_collate,
@@ -172,19 +255,22 @@ class FeatureStore:
                 self.stats.images_encoded += len(batch["index"])
             done += len(batch["index"]) + len(batch["errors"])
             if progress:
-                progress(done, len(images))
+                progress(done, len(dataset))
         self.stats.skipped += len(skipped)
         dim = backbone.embed_dim
         feats = torch.cat(chunks) if chunks else torch.zeros(0, dim)
         return feats, kept, skipped
 
     def _encode_images_gpu(self, backbone: Backbone, images: ImageList, ctx: RunContext,
-                           spec: TensorPreprocess, progress: Progress | None
-                           ) -> tuple[torch.Tensor, list[int], list]:
+                           spec: TensorPreprocess, progress: Progress | None,
+                           rows: range | None = None) -> tuple[torch.Tensor, list[int], list]:
         """The ``--decode gpu`` loop: workers read bytes, the device decodes and resizes."""
         preprocess = backbone.preprocess()  # the per-image PIL fallback
+        dataset: Dataset = JpegBytesDataset(images, preprocess)
+        if rows is not None:
+            dataset = Subset(dataset, rows)  # items keep their index in ``images``
         loader = DataLoader(
-            JpegBytesDataset(images, preprocess),
+            dataset,
             batch_size=ctx.batch_size,
             num_workers=ctx.num_workers,
             collate_fn=collate_raw,
@@ -218,21 +304,21 @@ class FeatureStore:
                 self.stats.images_encoded += len(batch.index)
             done += raw.size
             if progress:
-                progress(done, len(images))
+                progress(done, len(dataset))
         self.stats.skipped += len(skipped)
         feats = torch.cat(chunks).cpu() if chunks else torch.zeros(0, backbone.embed_dim)
         return feats, kept, skipped
 
-    def _save(self, key: str, fs: FeatureSet, name: str) -> None:
-        array_path = self.cache.path("features", key, ".npy")
+    def _save(self, key: str, fs: FeatureSet, name: str, kind: str = "features") -> None:
+        array_path = self.cache.path(kind, key, ".npy")
         atomic_write(array_path, lambda tmp: _save_npy(tmp, fs.features.numpy()))
         meta = {"name": name, "rows": len(fs), "labels": fs.labels.tolist(), "paths": fs.paths,
                 "skipped": fs.skipped}
-        atomic_write_text(self.cache.path("features", key, ".json"), json.dumps(meta))
+        atomic_write_text(self.cache.path(kind, key, ".json"), json.dumps(meta))
 
-    def _load(self, key: str) -> FeatureSet | None:
-        meta_path = self.cache.path("features", key, ".json")
-        array_path = self.cache.path("features", key, ".npy")
+    def _load(self, key: str, kind: str = "features") -> FeatureSet | None:
+        meta_path = self.cache.path(kind, key, ".json")
+        array_path = self.cache.path(kind, key, ".npy")
         if not (meta_path.exists() and array_path.exists()):
             return None
         try:
