@@ -124,3 +124,22 @@ def test_neglabel_mining_on_wordnet(registry, colour_suite, tmp_path):
     assert record["labels"]["count"] == 60 + 60
     again = run(RunRequest("neglabel", str(colour_suite), params=params), ctx, registry)
     assert again["cache"]["texts_encoded"] == 0  # bank and embeddings come from the cache
+
+
+def test_chunked_grouped_score_matches_the_plain_formula():
+    """Chunks of images and contiguous group blocks change memory, not the scores."""
+    g = torch.Generator().manual_seed(0)
+
+    def unit(n: int) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=1)
+
+    image, id_f, neg = unit(50), unit(4), unit(37)
+    groups = make_groups(37, 5, 0)
+    lse_id = torch.logsumexp(image.double() @ id_f.double().T / 0.01, dim=1)
+    logits = image.double() @ neg.double().T / 0.01
+    expected = torch.stack([torch.exp(lse_id - torch.logaddexp(
+        lse_id, torch.logsumexp(logits[:, idx], dim=1))) for idx in groups]).mean(0).numpy()
+    for chunk in (7, 50, 4096):
+        got = neglabel_score(image, id_f, neg, 0.01, groups, chunk=chunk)
+        assert got.shape == (50,) and np.allclose(got, expected, rtol=0, atol=1e-12)
+    assert neglabel_score(image[:0], id_f, neg, 0.01, groups).shape == (0,)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from oodbench.cache import ArtifactCache, content_key
+from oodbench.cache import ArtifactCache
 from oodbench.env import MethodEnv
 from oodbench.features import FeatureStore
 from oodbench.paths import cache_dir
@@ -29,7 +29,7 @@ from oodbench.types import RunContext
 from oodbench_synood.classifiers import make_classifier
 from oodbench_synood.guidance import effective_margin, energy_guidance_score, noise_gradient
 from oodbench_synood.select import select_images
-from oodbench_synood.synthesizer import SynOODSynthesizer, to_tensor
+from oodbench_synood.synthesizer import SynOODSynthesizer, noise_seed, to_tensor
 
 
 @dataclass
@@ -69,7 +69,7 @@ def probe(env: MethodEnv, synth: SynOODSynthesizer, per_class: int,
     answers = describer.context(sources, [env.suite.classes[int(y)] for y in labels])
     prompts = [synth.prompt_template.format(a[: synth.answer_chars]) for a in answers]
     pixels = torch.stack([to_tensor(im, inpainter.resolution) for im in sources]).to(env.device)
-    noise = torch.cat([inpainter.noise(1, int(content_key(synth.seed, train.keys[i])[:8], 16))
+    noise = torch.cat([inpainter.noise(1, noise_seed(synth.seed, train.keys[i]))
                        for i in chosen])
     latents = inpainter.encode(pixels)
     out: dict[float, list[Step]] = {}

@@ -17,6 +17,7 @@ ResNet-50), or the offline settings below when the in-painter is the CPU ``mini-
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -121,7 +122,8 @@ class SynOODSynthesizer(Synthesizer):
         describer.bind(env)
         what = {k: v for k, v in self.params().items()
                 if not k.startswith("shard_") and k != "threads"}
-        key = env.key("synood-images", what, run, inpainter.identity(),
+        # noise-seed/2: start noise seeded by the image's bytes, no longer by its path
+        key = env.key("synood-images", "noise-seed/2", what, run, inpainter.identity(),
                       describer.identity(), classifier_identity(self.classifier, env),
                       [train.keys[i] for i in chosen])
         folder = env.cache.root / "images" / "synood" / key[:24]
@@ -169,8 +171,8 @@ class SynOODSynthesizer(Synthesizer):
             answers = describer.context(sources, classes)
             prompts = [self.prompt_template.format(a[: self.answer_chars]) for a in answers]
             pixels = torch.stack([to_tensor(im, size) for im in sources]).to(env.device)
-            noise = torch.cat([inpainter.noise(1, int(content_key(self.seed, train.keys[i])[:8],
-                                                              16)) for i in batch])
+            noise = torch.cat([inpainter.noise(1, noise_seed(self.seed, train.keys[i]))
+                               for i in batch])
             made, scores = guided_inpaint(inpainter, classifier, pixels, prompts, noise,
                                           self.iterations, margin, step,
                                           self.strength, self.steps, self.guidance)
@@ -184,6 +186,16 @@ class SynOODSynthesizer(Synthesizer):
                 atomic_write_text(out.with_suffix(".json"), json.dumps(entry))
             if update:
                 update(min(start + len(batch), len(todo)), len(todo))
+
+
+def noise_seed(seed: int, key: str) -> int:
+    """The start-noise seed of one source image: from its bytes (a file) or its dataset
+    reference (``hf://...``), never from where the data lies, which differs between machines
+    (seeding by path gave other images, and other results, with the data in another folder)."""
+    identity = key
+    if not key.startswith("hf://"):
+        identity = hashlib.sha256(Path(key).read_bytes()).hexdigest()
+    return int(content_key(seed, identity)[:8], 16)
 
 
 @contextmanager

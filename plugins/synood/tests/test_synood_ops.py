@@ -199,3 +199,18 @@ def test_shard_that_finishes_first_exits_cleanly_and_the_last_one_scores(
     record = run(request, ctx, shard_registry)
     assert FakeInpaintGenerator.calls == 2 * 2 * 3  # 6 images per shard, batches of 3, K = 3
     assert record["notes"]["synood_images"]["count"] == 12 and record["metrics"]
+
+
+def test_start_noise_does_not_depend_on_where_the_data_lies(tmp_path):
+    """Seeded by path, a copy of the data in another folder gave other images and results."""
+    from oodbench_synood.synthesizer import noise_seed
+
+    a, b = tmp_path / "home" / "x.png", tmp_path / "ci" / "data" / "x.png"
+    other = tmp_path / "home" / "y.png"
+    for path, payload in ((a, b"same bytes"), (b, b"same bytes"), (other, b"other bytes")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    assert noise_seed(0, str(a)) == noise_seed(0, str(b))
+    assert noise_seed(0, str(a)) != noise_seed(0, str(other))
+    assert noise_seed(0, str(a)) != noise_seed(1, str(a))
+    assert noise_seed(0, "hf://ds/train/3") == noise_seed(0, "hf://ds/train/3")
