@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oodbench.errors import OODBenchError
+from oodbench.errors import MissingDataError, OODBenchError
 
 app = typer.Typer(
     name="oodbench",
@@ -21,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-suites_app = typer.Typer(help="List benchmark suites, or show one with `suites show NAME`.",
+suites_app = typer.Typer(help="List benchmark suites, show one (`suites show NAME`), write or "
+                              "verify checksum manifests of local copies.",
                          invoke_without_command=True)
 data_app = typer.Typer(help="Obtain datasets.", no_args_is_help=True)
 app.add_typer(suites_app, name="suites")
@@ -313,6 +314,42 @@ def suites(ctx: typer.Context) -> None:
         console.print(table)
 
 
+SuiteSet = tuple[str, str, dict[str, Any], tuple[str, ...] | None]  # name, role, source, classes
+
+
+def _suite_sets(suite: Any, only: str | None = None) -> list[SuiteSet]:
+    """The suite's datasets as shown by `suites show`; ``only`` selects one by name."""
+    rows: list[SuiteSet] = [(suite.id_name, "ID test", suite.id_test, suite.classes)]
+    if suite.id_train:
+        rows.append((f"{suite.id_name}-train", "ID train", suite.id_train, suite.classes))
+    rows += [(s.name, f"OOD {s.group}", s.source, None) for s in suite.ood]
+    if only is None:
+        return rows
+    picked = [row for row in rows if row[0] == only]
+    if not picked:
+        raise OODBenchError(f"Suite {suite.name!r} has no set {only!r}; sets: "
+                            f"{', '.join(row[0] for row in rows)}.")
+    return picked
+
+
+def _manifest_status(source: dict[str, Any], dataset: str,
+                     classes: tuple[str, ...] | None) -> str:
+    from rich.markup import escape
+
+    from oodbench.data.sources import compare_listing, folder_files, read_manifest, relative_paths
+
+    if not source.get("manifest"):
+        return "-" if source.get("type") != "imagefolder" else "none"
+    try:
+        manifest = read_manifest(source, dataset)
+        root, files, _ = folder_files(source, dataset, classes)
+    except OODBenchError as exc:
+        return f"[red]{escape(str(exc))}[/]"
+    diff = compare_listing(manifest, relative_paths(files, root))
+    return (f"[green]listing matches[/] ({len(manifest)} files)" if diff.ok
+            else f"[red]listing differs[/]: {escape(diff.summary())}")
+
+
 @suites_app.command("show")
 def suites_show(name: str) -> None:
     """Show a suite: its datasets, which are present, and how to obtain missing ones."""
@@ -328,20 +365,123 @@ def suites_show(name: str) -> None:
         console.print(f"prompts: {', '.join(suite.prompts[:3])}"
                       + (f" (+{len(suite.prompts) - 3})" if len(suite.prompts) > 3 else ""))
         table = Table()
-        for col in ("dataset", "role", "source", "status"):
+        for col in ("dataset", "role", "source", "status", "manifest"):
             table.add_column(col)
-        rows = [(suite.id_name, "ID test", suite.id_test, suite.classes)]
-        if suite.id_train:
-            rows.append((f"{suite.id_name}-train", "ID train", suite.id_train, suite.classes))
-        rows += [(s.name, f"OOD {s.group}", s.source, None) for s in suite.ood]
-        for dataset, role, source, classes in rows:
+        for dataset, role, source, classes in _suite_sets(suite):
             try:
                 images = resolve_source(source, dataset, classes)
                 status = f"[green]present[/]: {len(images)} images"
             except OODBenchError as exc:
                 status = f"[red]missing[/]: {exc}"
-            table.add_row(dataset, role, str(source.get("type")), status)
+            table.add_row(dataset, role, str(source.get("type")), status,
+                          _manifest_status(source, dataset, classes))
         console.print(table)
+
+
+def _lazy_phase(phase: Callable[[str, int], Callable[[int, int], None]],
+                label: str) -> Callable[[int, int], None]:
+    """A progress callback whose bar appears with the first update (the total is known then)."""
+    bar: list[Callable[[int, int], None]] = []
+
+    def update(done: int, total: int) -> None:
+        if not bar:
+            bar.append(phase(label, total))
+        bar[0](done, total)
+
+    return update
+
+
+WorkersOption = Annotated[int | None, typer.Option(
+    min=1, help="Hashing threads (default: 4 per core, at most 32).")]
+SetOption = Annotated[str | None, typer.Option("--set", help="Only this dataset of the suite.")]
+
+
+@suites_app.command("manifest")
+def suites_manifest(
+    name: str, set_name: SetOption = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the manifests to.")] =
+        Path("."),
+    workers: WorkersOption = None,
+) -> None:
+    """Write sha256sum manifests of the suite's image-folder sets present on this machine."""
+    with user_errors():
+        import re
+        import time
+
+        from oodbench.data.sources import folder_files, write_manifest
+        from oodbench.runner import resolve_suite
+
+        suite = resolve_suite(_registry(), name)
+        start, written, files = time.perf_counter(), 0, 0
+        with _progress() as phase:
+            for dataset, _role, source, classes in _suite_sets(suite, set_name):
+                if source.get("type") != "imagefolder":
+                    console.print(f"{dataset}: {source.get('type')} source, no manifest needed")
+                    continue
+                root, paths, _ = folder_files(source, dataset, classes)
+                if not paths:
+                    console.print(f"{dataset}: no images under {root}, skipped")
+                    continue
+                # keep the file name the suite expects, so the file can be dropped in place
+                file_name = Path(source["manifest"]).name if source.get("manifest") else \
+                    re.sub(r"[^A-Za-z0-9._-]", "_", f"{suite.name}.{dataset}.sha256")
+                target = out / file_name
+                count = write_manifest(paths, root, target,
+                                       _lazy_phase(phase, f"hashing {dataset}"), workers)
+                console.print(f"{dataset}: {count} files -> {target}", highlight=False)
+                written, files = written + 1, files + count
+        if not written:
+            raise MissingDataError(f"Suite {suite.name!r}: no image-folder set is present here; "
+                                   f"see `oodbench suites show {name}`.")
+        console.print(f"wrote {written} manifest(s), {files} files hashed in "
+                      f"{time.perf_counter() - start:.1f}s; name each in its source as "
+                      f"`manifest: FILE` (relative to the suite file)", soft_wrap=True)
+
+
+@suites_app.command("verify")
+def suites_verify(name: str, set_name: SetOption = None, workers: WorkersOption = None) -> None:
+    """Check local copies against their manifests: missing, extra and changed files."""
+    with user_errors():
+        import time
+
+        from rich.markup import escape
+
+        from oodbench.data.sources import verify_manifest
+        from oodbench.runner import resolve_suite
+
+        suite = resolve_suite(_registry(), name)
+        start, checked, bad, files = time.perf_counter(), 0, 0, 0
+        with _progress() as phase:
+            for dataset, _role, source, classes in _suite_sets(suite, set_name):
+                if not source.get("manifest"):
+                    console.print(f"{dataset}: no manifest, skipped")
+                    continue
+                checked += 1
+                try:
+                    diff, hashed = verify_manifest(source, dataset, classes,
+                                                   _lazy_phase(phase, f"verifying {dataset}"),
+                                                   workers)
+                except OODBenchError as exc:  # e.g. a missing manifest: report, check the rest
+                    console.print(f"{dataset}: [red]error[/]: {escape(str(exc))}",
+                                  soft_wrap=True, highlight=False)
+                    bad += 1
+                    continue
+                files += hashed
+                if diff.ok:
+                    console.print(f"{dataset}: [green]ok[/] ({hashed} files)")
+                else:
+                    bad += 1
+                    console.print(f"{dataset}: [red]mismatch[/]: {escape(diff.summary())}",
+                                  soft_wrap=True, highlight=False)
+        if not checked:
+            raise OODBenchError(f"Suite {suite.name!r}: no set has a manifest; write one with "
+                                f"`oodbench suites manifest {name}` and name it in the source.")
+        console.print(f"verify {suite.name}: {checked} set(s), {files} files hashed in "
+                      f"{time.perf_counter() - start:.1f}s: "
+                      + (f"[red]{bad} mismatched[/]" if bad else "[green]all match[/]"),
+                      soft_wrap=True)
+        if bad:
+            raise typer.Exit(1)
 
 
 @data_app.command("fetch-offline")

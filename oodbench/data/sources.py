@@ -12,12 +12,20 @@ Source specs are small mappings in suite files:
 Each source may carry ``obtain: "how to get it"``, shown when the data is missing, and
 ``expected_count: N``, the published number of images of the set (after any class selection):
 a different count stops the run with one line (a partial download must not give a number).
+
+An imagefolder source may name ``manifest: FILE`` (relative to the suite file): one
+``<sha256>  <relative/path>`` line per image, sorted by path (``sha256sum`` format, paths
+relative to ``root``). A run only compares the file *list* with it (hashing 50k images every
+run is too slow); ``oodbench suites verify`` hashes the contents.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+import shlex
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +33,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from oodbench.cache import content_key
+from oodbench.cache import atomic_write_text, content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 from oodbench.hub import prefer_offline_when_unreachable
 from oodbench.paths import data_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+# keys that check or locate a copy without changing which images are read: never in the key
+# (``_suite`` is set by the suite parser beside ``manifest``, for the verify command hint)
+CHECK_KEYS = ("obtain", "expected_count", "manifest", "_suite")
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -95,8 +107,7 @@ def _files_fingerprint(spec: dict[str, Any], files: Sequence[Path], root: Path,
                        labels: np.ndarray) -> str:
     # path + size per file: cheap on 50k images yet catches added, removed and replaced files
     entries = [(str(f.relative_to(root)), f.stat().st_size) for f in files]
-    # obtain and expected_count say nothing about which images are read: not in the key
-    described = {k: v for k, v in spec.items() if k not in ("obtain", "expected_count")}
+    described = {k: v for k, v in spec.items() if k not in CHECK_KEYS}
     return content_key(described, entries, labels.tolist())
 
 
@@ -109,12 +120,14 @@ def _check_count(spec: dict[str, Any], name: str, found: int, where: str) -> Non
             f"incomplete download or extra files); fix the copy. To obtain it: {how}")
 
 
-def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
+def folder_files(spec: dict[str, Any], name: str,
+                 classes: Sequence[str] | None) -> tuple[Path, list[Path], list[int]]:
+    """Root, files and labels an imagefolder source selects (no files when root is absent)."""
     root = expand(str(spec.get("root", "")))
-    if not root.is_dir():
-        raise _missing(spec, name, f"folder {root} does not exist")
     files: list[Path] = []
     labels: list[int] = []
+    if not root.is_dir():
+        return root, files, labels
     if classes is None:
         subdirs = spec.get("class_dirs")  # an OOD set made of some class folders (hard OOD)
         files = ([f for sub in subdirs for f in _list_images(root / str(sub))]
@@ -131,12 +144,128 @@ def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
             found = _list_images(root / str(sub))
             files += found
             labels += [index] * len(found)
+    return root, files, labels
+
+
+def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
+    root, files, labels = folder_files(spec, name, classes)
+    if not root.is_dir():
+        raise _missing(spec, name, f"folder {root} does not exist")
     if not files:
         raise _missing(spec, name, f"no images under {root}")
+    if spec.get("manifest"):  # before the count: it says which files differ
+        diff = compare_listing(read_manifest(spec, name), relative_paths(files, root))
+        if not diff.ok:
+            raise MissingDataError(
+                f"Dataset {name!r} under {root} does not match its manifest: {diff.summary()}; "
+                f"check the copy with `{verify_command(spec, name)}`.")
     _check_count(spec, name, len(files), f"under {root}")
     label_array = np.asarray(labels, dtype=np.int64)
     return ImageList(name, [str(f) for f in files], label_array,
                      _files_fingerprint(spec, files, root, label_array))
+
+
+# -- checksum manifests ------------------------------------------------------------------------
+@dataclass
+class ManifestDiff:
+    """How a local copy differs from its manifest (paths relative to the source root)."""
+
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.extra or self.changed)
+
+    def summary(self, first: int = 3) -> str:
+        parts = []
+        for what, paths in (("missing", self.missing), ("extra", self.extra),
+                            ("changed", self.changed)):
+            if paths:
+                more = ", ..." if len(paths) > first else ""
+                parts.append(f"{len(paths)} {what} ({', '.join(paths[:first])}{more})")
+        return "; ".join(parts) or "matches"
+
+
+def verify_command(spec: dict[str, Any], name: str) -> str:
+    return f"oodbench suites verify {shlex.quote(str(spec.get('_suite', '<suite>')))} " \
+           f"--set {shlex.quote(name)}"
+
+
+def relative_paths(files: Sequence[Path], root: Path) -> list[str]:
+    return [f.relative_to(root).as_posix() for f in files]
+
+
+def read_manifest(spec: dict[str, Any], name: str) -> dict[str, str]:
+    """The source's manifest as {relative path: sha256}; one-line errors when unusable."""
+    path = Path(str(spec["manifest"]))
+    if not path.is_file():
+        raise MissingDataError(
+            f"Dataset {name!r}: manifest {path} does not exist; create it from a good copy "
+            f"with `oodbench suites manifest` or remove `manifest:` from the suite.")
+    entries: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        # sha256sum's "<hex>  <path>" (" *" in its binary mode)
+        digest, sep, rel = line[:64].lower(), line[64:66], line[66:]
+        if len(digest) != 64 or not set(digest) <= set("0123456789abcdef") or \
+                sep not in ("  ", " *") or not rel:
+            raise OODBenchError(f"Manifest {path} line {number} is not '<sha256>  <path>': "
+                                f"{line[:80]!r}.")
+        entries[rel] = digest
+    return entries
+
+
+def compare_listing(manifest: dict[str, str], paths: Sequence[str]) -> ManifestDiff:
+    """File list check only (no hashing): what a run can afford on every start."""
+    present = set(paths)
+    return ManifestDiff(missing=sorted(set(manifest) - present),
+                        extra=sorted(present - set(manifest)))
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:  # file_digest reads in C with the GIL released
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def hash_files(files: Sequence[Path], progress: Progress | None = None,
+               workers: int | None = None) -> list[str]:
+    """SHA-256 of each file, in order; a thread pool overlaps disk reads with hashing."""
+    workers = workers or min(32, 4 * (os.cpu_count() or 1))
+    digests: list[str] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done, digest in enumerate(pool.map(_sha256, files), 1):
+            digests.append(digest)
+            if progress is not None and (done % 64 == 0 or done == len(files)):
+                progress(done, len(files))
+    return digests
+
+
+def write_manifest(files: Sequence[Path], root: Path, out: Path,
+                   progress: Progress | None = None, workers: int | None = None) -> int:
+    """Hash ``files`` and write their manifest to ``out`` atomically; returns the count."""
+    rels = relative_paths(files, root)
+    digests = hash_files(files, progress, workers)
+    lines = sorted(zip(rels, digests, strict=True))
+    atomic_write_text(out, "".join(f"{digest}  {rel}\n" for rel, digest in lines))
+    return len(lines)
+
+
+def verify_manifest(spec: dict[str, Any], name: str, classes: Sequence[str] | None,
+                    progress: Progress | None = None,
+                    workers: int | None = None) -> tuple[ManifestDiff, int]:
+    """Compare a local copy with its manifest by content; returns the diff and files hashed."""
+    manifest = read_manifest(spec, name)
+    root, files, _ = folder_files(spec, name, classes)
+    rels = relative_paths(files, root)
+    diff = compare_listing(manifest, rels)
+    common = [(rel, f) for rel, f in zip(rels, files, strict=True) if rel in manifest]
+    digests = hash_files([f for _, f in common], progress, workers)
+    diff.changed = sorted(rel for (rel, _), digest in zip(common, digests, strict=True)
+                          if manifest[rel] != digest)
+    return diff, len(common)
 
 
 def _offline(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:

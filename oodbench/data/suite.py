@@ -29,7 +29,7 @@ ID_KEYS = {"name", "classes", "test", "train"}
 OOD_KEYS = {"name", "group", "source"}
 SOURCE_KEYS = {"type", "obtain", "expected_count"}
 SOURCE_TYPE_KEYS = {
-    "imagefolder": {"root", "class_dirs"},
+    "imagefolder": {"root", "class_dirs", "manifest"},
     "offline": {"split", "select"},
     "hf": {"id", "config", "split", "image", "label", "labels"},
 }
@@ -142,12 +142,27 @@ def _check_source(source: Any, where: str) -> None:
         raise OODBenchError(f"{where}: expected_count must be a positive integer, got {count!r}.")
 
 
-def _resolve_class_dirs(source: dict[str, Any], bases: Sequence[Path],
-                        where: str) -> dict[str, Any]:
+def _resolve_source(source: dict[str, Any], bases: Sequence[Path], where: str,
+                    suite: str) -> dict[str, Any]:
+    """Inline ``{file:}`` class_dirs; make ``manifest`` a path (looked up like list files).
+
+    The suite name rides along with a manifest so a mismatch can name the verify command.
+    Neither enters the image fingerprint (sources.CHECK_KEYS): a manifest checks a copy, it
+    does not change which images are read. The suite hash sees only the YAML as written.
+    """
     dirs = source.get("class_dirs")
-    if dirs is None or isinstance(dirs, list) or dirs == "sorted":
-        return source
-    return {**source, "class_dirs": _named_list(dirs, bases, where)}
+    if not (dirs is None or isinstance(dirs, list) or dirs == "sorted"):
+        source = {**source, "class_dirs": _named_list(dirs, bases, where)}
+    manifest = source.get("manifest")
+    if manifest is not None:
+        if not isinstance(manifest, str) or not manifest:
+            raise OODBenchError(f"{where}: manifest must be a file name, got {manifest!r}.")
+        # a missing file is not a parse error: `oodbench suites manifest` may be about to
+        # create it; a run fails on it with the fix
+        candidates = [base / manifest for base in bases]
+        found = next((f for f in candidates if f.exists()), candidates[0])
+        source = {**source, "manifest": str(found.resolve()), "_suite": suite}
+    return source
 
 
 def load_suite(path: Path) -> Suite:
@@ -162,6 +177,7 @@ def load_suite(path: Path) -> Suite:
             raise OODBenchError(f"{where}: missing '{key}' in {ctx}.")
         return mapping[key]
 
+    name = str(data.get("name", path.stem))  # checked below, after the structure
     id_part = need(data, "id", "the top level")
     _check_keys(id_part, ID_KEYS, f"{where} id")
     for part in ("test", "train"):
@@ -189,12 +205,11 @@ def load_suite(path: Path) -> Suite:
             raise OODBenchError(f"{where}: ood[{i}].group must be one of {', '.join(GROUPS)}, "
                                 f"got {group!r}.")
         _check_source(need(item, "source", f"ood[{i}]"), f"{where} ood[{i}].source")
-        source = _resolve_class_dirs(dict(need(item, "source", f"ood[{i}]")), bases, where)
+        source = _resolve_source(dict(need(item, "source", f"ood[{i}]")), bases, where, name)
         ood_sets.append(OODSet(str(need(item, "name", f"ood[{i}]")), group, source))
     names = [s.name for s in ood_sets]
     if len(set(names)) != len(names):
         raise OODBenchError(f"{where}: OOD set names must be unique, got {names}.")
-    name = str(data.get("name", path.stem))
     if name != path.stem:
         raise OODBenchError(f"{where}: name {name!r} must match the file name {path.stem!r}.")
     resolved = json.loads(json.dumps(data, default=str))
@@ -206,8 +221,8 @@ def load_suite(path: Path) -> Suite:
         classes=tuple(str(c) for c in classes),
         prompts=tuple(prompts),
         id_name=str(id_part.get("name", name)),
-        id_test=_resolve_class_dirs(dict(need(id_part, "test", "id")), bases, where),
-        id_train=_resolve_class_dirs(dict(id_part["train"]), bases, where)
+        id_test=_resolve_source(dict(need(id_part, "test", "id")), bases, where, name),
+        id_train=_resolve_source(dict(id_part["train"]), bases, where, name)
         if id_part.get("train") else None,
         ood=tuple(ood_sets),
         path=path.resolve(),
