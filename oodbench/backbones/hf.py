@@ -105,10 +105,17 @@ class HFCLIPBackbone(Backbone):
         return encode_texts_halving(self._encode_text_batch, texts)
 
     def _encode_text_batch(self, texts: list[str]) -> torch.Tensor:
-        # SigLIP was trained with max-length padding; CLIP pads to the longest text
-        padding = "max_length" if self._siglip else True
-        tokens = self._processor.tokenizer(texts, padding=padding, truncation=True,
-                                           return_tensors="pt").to(self.device)
+        # SigLIP was trained with max-length padding (it pools the last position); CLIP pads to
+        # the longest text. The length is the text model's, as in transformers' own pipeline: a
+        # tokenizer without model_max_length (SigLIP 2's Gemma one, a re-saved fast tokenizer)
+        # would otherwise neither pad nor truncate.
+        if self._siglip:
+            length = self._model.config.text_config.max_position_embeddings
+            kwargs: dict[str, Any] = {"padding": "max_length", "max_length": length}
+        else:
+            kwargs = {"padding": True}
+        tokens = self._processor.tokenizer(texts, truncation=True, return_tensors="pt",
+                                           **kwargs).to(self.device)
         with torch.no_grad():
             feats = self._model.get_text_features(**tokens)
         return torch.nn.functional.normalize(_tensor(feats).float(), dim=-1)
