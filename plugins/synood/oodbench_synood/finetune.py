@@ -102,9 +102,6 @@ class ProjectionTuner(FineTuner):
     def finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         if not self.enabled:
             return head
-        return self._finetune(env, head, samples)
-
-    def _finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         data = prepare(env, head, samples, "stage A")
         id_text = env.id_text_features([self.id_template])
         assert head.extra_features is not None
@@ -160,9 +157,6 @@ class LabelTuner(FineTuner):
             return head
         if self.negatives not in ("all", "tuned"):
             raise OODBenchError("synood-label-tuning.negatives must be 'all' or 'tuned'.")
-        return self._finetune(env, head, samples)
-
-    def _finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
         data = prepare(env, head, samples, "stage B")
         assert head.extra_features is not None
         position = {int(u): i for i, u in enumerate(data.used)}
