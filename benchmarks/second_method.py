@@ -25,7 +25,8 @@ Not timed: interpreter start-up and imports (printed once, from a fresh process)
 filesystem walk + ``stat`` of 85,640 real files when an image folder is resolved, rendering
 the record in the CLI. The random initialisation of open_clip's ViT-B-16 stands in for
 reading its 600 MB checkpoint in ``load_backbone``; features were just written, so they come
-from the OS page cache. Scoring runs where the runner runs it: on the host CPU, in float64.
+from the OS page cache. Scoring runs where the runner runs it: on the run's device (``--device``),
+in float64.
 """
 
 from __future__ import annotations

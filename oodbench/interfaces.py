@@ -35,7 +35,11 @@ class Scorer(Component):
 
     @abstractmethod
     def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
-        """[N, D] adapted, normalised image features -> [N] scores, higher = more ID."""
+        """[N, D] adapted, normalised image features -> [N] scores, higher = more ID.
+
+        Features and head are on the run's device (``--device``); return a numpy array, or a
+        tensor on any device (the runner copies it to the host).
+        """
 
 
 @dataclasses.dataclass

@@ -191,8 +191,11 @@ def _generations(env: MethodEnv, components: list[tuple[str, Any]], id_feats: Fe
             continue
         head = _prepare(genv, components, head, bank, timer)
         with timer.stage("score"):
-            id_scores, predictions = _score(scorer, head, id_feats)
-            ood_scores = {name: _score(scorer, head, fs)[0] for name, fs in ood_feats.items()}
+            device = env.ctx.device
+            head = head.to(device)
+            id_scores, predictions = _score(scorer, head, id_feats, device)
+            ood_scores = {name: _score(scorer, head, fs, device)[0]
+                          for name, fs in ood_feats.items()}
         outcome = Generation(seed, len(first_seen), label_info, id_scores, predictions,
                              ood_scores, genv.notes)
         if fingerprint is not None:
@@ -249,11 +252,16 @@ def _prepare(env: MethodEnv, components: list[tuple[str, Any]], head: TextHead,
     return head
 
 
-def _score(scorer: Any, head: TextHead, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+def _score(scorer: Any, head: TextHead, fs: FeatureSet,
+           device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Score on the run's device (the GPU when there is one); scores come back to the host."""
     with torch.no_grad():
-        feats = head.adapt(fs.features)
-        scores = np.asarray(scorer.score(feats, head), dtype=np.float64)
-        predictions = (feats @ head.id_features.T).argmax(dim=1).numpy()
+        feats = head.adapt(fs.features.to(device))
+        scores = scorer.score(feats, head)
+        if isinstance(scores, torch.Tensor):
+            scores = scores.detach().cpu()
+        scores = np.asarray(scores, dtype=np.float64)
+        predictions = (feats @ head.id_features.T).argmax(dim=1).cpu().numpy()
     if scores.shape != (len(fs),):
         raise OODBenchError(f"Scorer {scorer.name!r} returned shape {scores.shape} for "
                             f"{len(fs)} images; it must return one score per image.")

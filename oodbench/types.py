@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -142,3 +144,23 @@ class TextHead:
 
     def replace(self, **changes: Any) -> TextHead:
         return dataclasses.replace(self, **changes)
+
+    def to(self, device: torch.device | str) -> TextHead:
+        """The same head with its tensors (features, adapter, tensors in ``meta``) on ``device``.
+
+        A module adapter that lives elsewhere is moved as a copy: the caller's head is untouched.
+        """
+        device = torch.device(device)
+        adapter = self.image_adapter
+        if isinstance(adapter, torch.nn.Module) and any(
+            p.device != device for p in itertools.chain(adapter.parameters(), adapter.buffers())
+        ):
+            adapter = copy.deepcopy(adapter).to(device)
+        return self.replace(
+            id_features=self.id_features.to(device),
+            extra_features=None if self.extra_features is None
+            else self.extra_features.to(device),
+            image_adapter=adapter,
+            meta={k: v.to(device) if isinstance(v, torch.Tensor) else v
+                  for k, v in self.meta.items()},
+        )

@@ -90,3 +90,38 @@ def test_bootstrap_intervals_bracket_the_estimate(registry, colour_suite, tmp_pa
     m = record["metrics"]["secondary"]
     lo, hi = m["ci"]["auroc"]
     assert lo <= m["auroc"] <= hi
+
+
+def test_scoring_runs_on_the_run_device_and_accepts_tensor_scores(registry, colour_suite,
+                                                                   tmp_path, monkeypatch):
+    """Scorers get features and head on ctx.device; a tensor result is copied to the host."""
+    from oodbench.baselines.softmax import MCMScorer, id_cosines
+
+    seen: list[tuple[str, str]] = []
+
+    def tensor_score(self, image_features, head):
+        seen.append((image_features.device.type, head.id_features.device.type))
+        return id_cosines(image_features, head).max(dim=1).values  # a tensor, not numpy
+
+    monkeypatch.setattr(MCMScorer, "score", tensor_score)
+    record = run(RunRequest("mcm", str(colour_suite)), _ctx(tmp_path), registry)
+    assert seen and set(seen) == {("cpu", "cpu")}
+    assert record["metrics"]["grey"]["auroc"] > 0.99
+
+
+def test_text_head_to_moves_every_tensor_and_copies_the_adapter():
+    import torch
+
+    from oodbench.types import TextHead
+
+    adapter = torch.nn.Linear(4, 4)
+    head = TextHead(id_features=torch.eye(2, 4), id_labels=["a", "b"],
+                    extra_features=torch.ones(3, 4), extra_labels=["x", "y", "z"],
+                    image_adapter=adapter, meta={"id_no_features": torch.zeros(2, 4), "n": 1})
+    moved = head.to("meta")  # a second device that every machine has
+    assert moved.id_features.is_meta and moved.extra_features.is_meta
+    assert moved.meta["id_no_features"].is_meta and moved.meta["n"] == 1
+    assert moved.image_adapter is not adapter and moved.image_adapter.weight.is_meta
+    assert adapter.weight.device.type == "cpu"  # the caller's head is untouched
+    same = head.to("cpu")
+    assert same.image_adapter is adapter and same.id_features is head.id_features

@@ -33,7 +33,8 @@ def neglabel_score(image_features: torch.Tensor, id_features: torch.Tensor,
     if not groups:
         groups = [torch.arange(negative_features.shape[0])]
     bounds = np.cumsum([0] + [len(g) for g in groups]).tolist()
-    negatives = negative_features.double()[torch.cat(groups)].T
+    order = torch.cat(groups).to(negative_features.device)
+    negatives = negative_features.double()[order].T
     ids = id_features.double().T
     scores = []
     for start in range(0, image_features.shape[0], chunk):
@@ -46,7 +47,7 @@ def neglabel_score(image_features: torch.Tensor, id_features: torch.Tensor,
         scores.append(torch.stack(per_group).mean(dim=0))
     if not scores:
         return np.zeros(0)
-    return torch.cat(scores).numpy()
+    return torch.cat(scores).cpu().numpy()
 
 
 def make_groups(count: int, ngroup: int, seed: int) -> list[torch.Tensor]:

@@ -29,7 +29,7 @@ class MCMScorer(Scorer):
 
     def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
         probs = torch.softmax(id_cosines(image_features, head) / self.temperature, dim=1)
-        return probs.max(dim=1).values.numpy()
+        return probs.max(dim=1).values.cpu().numpy()
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ class MaxLogitScorer(Scorer):
     description = "Maximum cosine similarity to an ID class embedding."
 
     def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
-        return id_cosines(image_features, head).max(dim=1).values.numpy()
+        return id_cosines(image_features, head).max(dim=1).values.cpu().numpy()
 
 
 @dataclasses.dataclass
@@ -62,4 +62,4 @@ class EnergyScorer(Scorer):
 
     def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
         logits = id_cosines(image_features, head) / self.temperature
-        return (self.temperature * torch.logsumexp(logits, dim=1)).numpy()
+        return (self.temperature * torch.logsumexp(logits, dim=1)).cpu().numpy()

@@ -26,7 +26,7 @@ class Top2MarginScorer(Scorer):
     def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
         logits = image_features.double() @ head.id_features.double().T / self.temperature
         top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
-        return (top2[:, 0] - top2[:, 1]).numpy()
+        return (top2[:, 0] - top2[:, 1]).cpu().numpy()
 
 
 @oodbench.hookimpl

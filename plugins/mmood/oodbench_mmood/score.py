@@ -23,8 +23,8 @@ def eoe_score(image_features: torch.Tensor, id_features: torch.Tensor,
     n_id = id_features.shape[0]
     id_max = probs[:, :n_id].max(dim=1).values
     if outlier_features.shape[0] == 0:
-        return id_max.numpy()
-    return (id_max - beta * probs[:, n_id:].max(dim=1).values).numpy()
+        return id_max.cpu().numpy()
+    return (id_max - beta * probs[:, n_id:].max(dim=1).values).cpu().numpy()
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ def ole_score(image_features: torch.Tensor, id_features: torch.Tensor,
     if id_no_features is not None:
         no_logits = scale * z @ F.normalize(id_no_features.double(), dim=-1).T
         log_p = log_p + F.logsigmoid(id_logits - no_logits)  # log q_i
-    return torch.exp(torch.logsumexp(log_p, dim=1)).numpy()
+    return torch.exp(torch.logsumexp(log_p, dim=1)).cpu().numpy()
 
 
 @dataclasses.dataclass
