@@ -168,10 +168,8 @@ def llava(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) ->
         vision_feature_layer=-2, vision_feature_select_strategy="default")
     model = build(LlavaForConditionalGeneration, config, device, dtype)
     fixed_length(model, args.mllm_tokens)
-    describer = TransformersDescriber(max_new_tokens=args.mllm_tokens, device=str(device))
-    # adopt the built model (the describer loads from the hub only when it has none)
-    describer._model, describer._processor, describer._device = model, processor, str(device)
-    return describer
+    return TransformersDescriber.from_model(model, processor, str(device),
+                                            max_new_tokens=args.mllm_tokens)
 
 
 def per_image(describer: Any, images: list[Image.Image], prompts: list[str],
@@ -213,9 +211,8 @@ def envision(args: argparse.Namespace, device: torch.device,
     fixed_length(model, args.llm_tokens)
     tokenizer = stand_in_tokenizer(49408, [], ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     tokenizer.pad_token, tokenizer.chat_template = "<|endoftext|>", CHATML
-    tokenizer.padding_side = "left"  # as the generator's own loader sets it
-    llm = TransformersTextGenerator(max_new_tokens=args.llm_tokens, device=str(device))
-    llm._model, llm._tokenizer, llm._device = model, tokenizer, str(device)
+    llm = TransformersTextGenerator.from_model(model, tokenizer, str(device),
+                                               max_new_tokens=args.llm_tokens)
     names = (ROOT / "classlists" / "imagenet1k_names.txt").read_text().split("\n")
     names = [n for n in names if n]
     prompt = tokenizer(P.far_prompt(names, 50))["input_ids"]

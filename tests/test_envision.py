@@ -181,6 +181,24 @@ def test_transformers_llm_backend_runs_batched_and_prefilled(tiny_causal_lm):
     assert answers == llm.generate(chats)  # greedy: deterministic
 
 
+def test_from_model_adopts_a_built_model_and_answers_as_a_loaded_one(tiny_causal_lm):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oodbench.generative.text import TransformersTextGenerator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm)
+    tokenizer.padding_side = "right"  # from_model must set left padding itself
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    adopted = TransformersTextGenerator.from_model(model, tokenizer, "cpu", max_new_tokens=4,
+                                                   batch_size=2)
+    loaded = TransformersTextGenerator(model=str(tiny_causal_lm), max_new_tokens=4,
+                                       batch_size=2, device="cpu")
+    chats = [[{"role": "user", "content": "list three animals"}],
+             [{"role": "user", "content": "blue cat"}]]
+    assert tokenizer.padding_side == "left" and adopted.max_new_tokens == 4
+    assert adopted.generate(chats) == loaded.generate(chats)
+
+
 def test_cpu_int8_quantises_every_linear_per_channel_and_still_answers(tiny_causal_lm):
     import torch
 

@@ -83,10 +83,21 @@ class TransformersTextGenerator(TextGenerator):
             llm = llm.to(device, dtype=torch.bfloat16)
         elif self.cpu_quantize == "int8":
             llm = quantize_linear_int8(llm)
+        self._adopt(llm, tokenizer, device)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu",
+                   **params: Any) -> TransformersTextGenerator:
+        """A generator around an already-built model (e.g. random-initialised, for timing)."""
+        generator = cls(device=device, **params)
+        generator._adopt(model, tokenizer, device)
+        return generator
+
+    def _adopt(self, model: Any, tokenizer: Any, device: str) -> None:
         tokenizer.padding_side = "left"  # decoder-only models generate after the last token
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self._model, self._tokenizer, self._device = llm.eval(), tokenizer, device
+        self._model, self._tokenizer, self._device = model.eval(), tokenizer, device
 
     def render(self, chat: Chat) -> str:
         self._load()

@@ -66,7 +66,18 @@ class TransformersDescriber(ImageDescriber):
             else self.device
         if device.startswith("cuda"):
             model = model.to(device, dtype=torch.bfloat16)
-        processor.tokenizer.padding_side = "left"
+        self._adopt(model, processor, device)
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, device: str = "cpu",
+                   **params: Any) -> TransformersDescriber:
+        """A describer around an already-built model (e.g. random-initialised, for timing)."""
+        describer = cls(device=device, **params)
+        describer._adopt(model, processor, device)
+        return describer
+
+    def _adopt(self, model: Any, processor: Any, device: str) -> None:
+        processor.tokenizer.padding_side = "left"  # generate after each prompt's last token
         self._model, self._processor, self._device = model.eval(), processor, device
 
     def describe(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
