@@ -122,3 +122,18 @@ class ImageClassifier(Component):
     @abstractmethod
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] RGB in [0, 1] -> [N, C] logits, differentiable in ``images``."""
+
+
+class AdoptsBuiltModel:
+    """For the transformers backends: wrap a model built in memory instead of loading one."""
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, device: str = "cpu", **params: Any) -> Any:
+        """The backend around ``model`` and its tokenizer/processor (e.g. random-initialised
+        real architectures for timing); ``params`` are the component's own parameters."""
+        backend = cls(device=device, **params)
+        backend._adopt(model, processor, device)
+        return backend
+
+    def _adopt(self, model: Any, processor: Any, device: str) -> None:
+        raise NotImplementedError

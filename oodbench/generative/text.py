@@ -22,14 +22,14 @@ from typing import Any, Literal
 
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
-from oodbench.generative import TextGenerator
+from oodbench.generative import AdoptsBuiltModel, TextGenerator
 from oodbench.paths import data_dir
 
 Chat = list[dict[str, str]]
 
 
 @dataclasses.dataclass
-class TransformersTextGenerator(TextGenerator):
+class TransformersTextGenerator(AdoptsBuiltModel, TextGenerator):
     """Any causal LM that ``transformers`` loads: hub id, local folder, or a GGUF file."""
 
     name = "transformers-llm"
@@ -84,14 +84,6 @@ class TransformersTextGenerator(TextGenerator):
         elif self.cpu_quantize == "int8":
             llm = quantize_linear_int8(llm)
         self._adopt(llm, tokenizer, device)
-
-    @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, device: str = "cpu",
-                   **params: Any) -> TransformersTextGenerator:
-        """A generator around an already-built model (e.g. random-initialised, for timing)."""
-        generator = cls(device=device, **params)
-        generator._adopt(model, tokenizer, device)
-        return generator
 
     def _adopt(self, model: Any, tokenizer: Any, device: str) -> None:
         tokenizer.padding_side = "left"  # decoder-only models generate after the last token

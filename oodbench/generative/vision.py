@@ -19,7 +19,7 @@ from PIL import Image
 
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
-from oodbench.generative import ImageDescriber
+from oodbench.generative import AdoptsBuiltModel, ImageDescriber
 from oodbench.generative.prompts import parse_list_answer
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def context_prompt(subject: str) -> str:
 
 
 @dataclasses.dataclass
-class TransformersDescriber(ImageDescriber):
+class TransformersDescriber(AdoptsBuiltModel, ImageDescriber):
     """LLaVA-1.5, Qwen2-VL or any transformers image-text-to-text chat model."""
 
     name = "transformers-mllm"
@@ -67,14 +67,6 @@ class TransformersDescriber(ImageDescriber):
         if device.startswith("cuda"):
             model = model.to(device, dtype=torch.bfloat16)
         self._adopt(model, processor, device)
-
-    @classmethod
-    def from_model(cls, model: Any, processor: Any, device: str = "cpu",
-                   **params: Any) -> TransformersDescriber:
-        """A describer around an already-built model (e.g. random-initialised, for timing)."""
-        describer = cls(device=device, **params)
-        describer._adopt(model, processor, device)
-        return describer
 
     def _adopt(self, model: Any, processor: Any, device: str) -> None:
         processor.tokenizer.padding_side = "left"  # generate after each prompt's last token
