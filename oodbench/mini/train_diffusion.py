@@ -13,7 +13,7 @@ Checkpoints live in the cache; on a machine without them, continue from the comm
 (fresh optimizer, learning rate warmed up again; the README's log records it)::
 
     python -m oodbench.mini.train_diffusion --init-weights \
-        oodbench/mini/diffusion_snapshot/mini_diffusion.safetensors --max-minutes 90
+        oodbench/mini/diffusion_weights/mini_diffusion.safetensors --max-minutes 90
 
 On a GPU machine that has no copy of the offline data, pack the corpus here (43 MB), carry it
 over, and train there with a larger batch into a fresh checkpoint folder::
