@@ -123,16 +123,30 @@ class MMOODLabels(LabelGenerator):
         task = env.suite.task if self.task == "auto" else self.task
         # the run seed picks the near images and the diffusion noise: part of the bank's key
         key = env.key("labels", self.name, key_params(self.params()), task, P.prompts_hash(),
-                      env.ctx.seed)
+                      env.ctx.seed, self._models(env, task))
         return cached_bank(env.cache, key, lambda: self._generate(env, task), env.log,
                            reuse=env.reuse("labels"))
+
+    def _models(self, env: MethodEnv, task: str) -> list[str]:
+        """Identities (weights included) of the models the task's branches use: new diffusion
+        weights or another describer vocabulary must not reuse an old bank. Loads nothing."""
+        models = [self._describer_component(env).identity()]
+        if task in ("far", "unknown"):
+            models += [self._envisioner(env).identity, self._generator(env).identity()]
+        return models
+
+    def _generator(self, env: MethodEnv) -> Any:
+        return env.registry.create("image_generator", self.image_generator,
+                                   self.image_generator_params)
+
+    def _describer_component(self, env: MethodEnv) -> Any:
+        return env.registry.create("image_describer", self.describer, {"seed": env.ctx.seed})
 
     def _envisioner(self, env: MethodEnv) -> Any:
         return make_envisioner(env, self.llm, self.llm_params, 50, 10, self.prompt_order)
 
     def _describer(self, env: MethodEnv) -> Any:
-        describer = env.registry.create("image_describer", self.describer,
-                                        {"seed": env.ctx.seed})
+        describer = self._describer_component(env)
         describer.bind(env)
         return describer
 
@@ -167,8 +181,7 @@ class MMOODLabels(LabelGenerator):
         ids = list(env.suite.classes)
         sketch = P.eoe_filter(envisioner.far(env, ids, broad, budget), ids)
         describer = self._describer(env)
-        generator = env.registry.create("image_generator", self.image_generator,
-                                        self.image_generator_params)
+        generator = self._generator(env)
         reps = self.representatives or min(50, max(1, budget // 10))
         found: list[str] = []
         pending = sketch
@@ -281,11 +294,9 @@ class MMOODBranch(HiddenParams, SynonymFilter, MMOODLabels):
         self.check_synonym_filter()
         self.task = self.branch
 
-    def _describer(self, env: MethodEnv) -> Any:
-        describer = env.registry.create("image_describer", self.describer,
-                                        {"seed": env.ctx.seed, **self.describer_params})
-        describer.bind(env)
-        return describer
+    def _describer_component(self, env: MethodEnv) -> Any:
+        return env.registry.create("image_describer", self.describer,
+                                   {"seed": env.ctx.seed, **self.describer_params})
 
     def _generate(self, env: MethodEnv, task: str) -> LabelBank:
         bank = super()._generate(env, task)

@@ -145,6 +145,21 @@ def test_budget_cap_and_third_run_calls_no_model(mm_registry, colour_suite, tmp_
     assert {k: c[0] for k, c in calls.items()} == made  # zero calls since the first run
 
 
+def test_new_diffusion_weights_do_not_reuse_an_old_far_bank(mm_registry, colour_suite,
+                                                            tmp_path, monkeypatch):
+    """The bank's key holds the identities (weights) of the models its branches use."""
+    renders = count_calls(monkeypatch, FakeGenerator, "text_to_image")
+    ctx = RunContext(cache_dir=tmp_path / "cache")
+    request = _request(colour_suite, task="far", llm="scripted-llm", budget_per_class=2)
+    run(request, ctx, mm_registry)
+    made = renders[0]
+    run(request, ctx, mm_registry)
+    assert renders[0] == made  # same weights: the bank is reused
+    monkeypatch.setattr(FakeGenerator, "identity", lambda self: "fake-diffusion:sha256=new")
+    run(request, ctx, mm_registry)
+    assert renders[0] > made  # new weights: rendered and labelled again
+
+
 class Interrupted(RuntimeError):
     pass
 
