@@ -95,16 +95,29 @@ def test_bootstrap_intervals_bracket_the_estimate(registry, colour_suite, tmp_pa
 def test_scoring_runs_on_the_run_device_and_accepts_tensor_scores(registry, colour_suite,
                                                                    tmp_path, monkeypatch):
     """Scorers get features and head on ctx.device; a tensor result is copied to the host."""
+    import torch
+
     from oodbench.baselines.softmax import MCMScorer, id_cosines
+    from oodbench.types import TextHead
 
     seen: list[tuple[str, str]] = []
+    moved_to: list[torch.device] = []
+    original_to = TextHead.to
+
+    def recording_to(self, device):
+        moved_to.append(torch.device(device))
+        return original_to(self, device)
 
     def tensor_score(self, image_features, head):
         seen.append((image_features.device.type, head.id_features.device.type))
         return id_cosines(image_features, head).max(dim=1).values  # a tensor, not numpy
 
+    monkeypatch.setattr(TextHead, "to", recording_to)
     monkeypatch.setattr(MCMScorer, "score", tensor_score)
-    record = run(RunRequest("mcm", str(colour_suite)), _ctx(tmp_path), registry)
+    ctx = _ctx(tmp_path)
+    record = run(RunRequest("mcm", str(colour_suite)), ctx, registry)
+    # CI has only a CPU: what is checked is that the runner moves the head to ctx.device
+    assert moved_to == [ctx.device]
     assert seen and set(seen) == {("cpu", "cpu")}
     assert record["metrics"]["grey"]["auroc"] > 0.99
 
