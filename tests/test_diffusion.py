@@ -7,6 +7,7 @@ import json
 import string
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,43 @@ def test_mini_latent_api_guided_restart(mini):
     assert batch.mask[0, 0, :, :16].eq(1).all() and batch.mask[0, 0, :, 16:].eq(0).all()
     assert batch.masked_latents[0, :, :, :16].eq(0).all()  # grey = 0 in [-1, 1]
     assert mini.denoise(batch, eps[:1], steps=4).shape == (1, 3, 32, 32)
+
+
+class _StandInDenoiser(torch.nn.Module):
+    """Predicts (as v) the clean image ``clean(z)`` of the noisy image z."""
+
+    def __init__(self, alphas: torch.Tensor, clean: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.alphas, self.clean = alphas, clean
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **_: object) -> tuple[torch.Tensor]:
+        a, z = self.alphas[int(t)].to(x), x[:, :3]
+        return ((a.sqrt() * z - self.clean(z)) / (1 - a).sqrt(),)
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpm++"])
+def test_mini_overshooting_prediction_acts_as_its_clipped_value(mini, monkeypatch, scheduler):
+    """Guidance drives x̂0 past the data range. The sampler must go on as if the model had
+    predicted the clipped x̂0; diffusers' DDIM kept the unclipped ε̂ instead, which pushed
+    light-on-black Fashion-MNIST prompts to dark on white."""
+    alphas = mini._new_scheduler().alphas_cumprod
+    monkeypatch.setattr(mini, "scheduler", scheduler)
+    prompts = ["a photo of a t-shirt.", "a photo of a bag."]
+    start, noise = torch.zeros(2, 3, 32, 32), mini.noise(2, 0)
+
+    def overshoot(z: torch.Tensor) -> torch.Tensor:  # over-confident, as strong guidance is
+        return 3 * torch.tanh(5 * z)
+
+    outs = {}
+    for name, clean in {
+        "overshoot": overshoot,
+        "clipped": lambda z: overshoot(z).clamp(-1, 1),
+        "in range": lambda z: torch.full_like(z, 0.5),
+    }.items():
+        monkeypatch.setattr(mini, "_unet", _StandInDenoiser(alphas, clean))
+        outs[name] = mini.denoise(start, noise, prompts, strength=1.0, steps=10, guidance=3.0)
+    assert torch.allclose(outs["overshoot"], outs["clipped"], atol=1e-4)
+    assert torch.allclose(outs["in range"], torch.full_like(start, 0.5), atol=1e-4)
 
 
 def test_synood_guided_inpaint_runs_on_mini(mini):
@@ -283,8 +321,9 @@ def test_training_continues_from_exported_weights(tmp_path, tiny_catalog, tower)
     train(tmp_path / "a", max_steps=3, log=lambda m: None, **quiet)
     info = export(tmp_path / "a", tmp_path / "out" / "w.safetensors", "cmd", half=False)
     logs: list[str] = []
-    state = train(tmp_path / "b", max_steps=5, log=logs.append,
-                  init_weights=Path(info["path"]), **quiet)
+    state = train(
+        tmp_path / "b", max_steps=5, log=logs.append, init_weights=Path(info["path"]), **quiet
+    )
     assert any("warm start" in m and "step 3" in m for m in logs)
     assert state["step"] == 5 and state["warm_start"]["step"] == 3
     assert len(state["sessions"]) == 2  # the exported run's session, then this one
@@ -296,12 +335,22 @@ def test_training_continues_from_exported_weights(tmp_path, tiny_catalog, tower)
     after = _weights(checkpoints(tmp_path / "b")[-1])
     assert any(not torch.equal(start[k], after[k]) for k in after)
     with pytest.raises(OODBenchError, match="other settings"):
-        train(tmp_path / "c", max_steps=5, log=lambda m: None, init_weights=Path(info["path"]),
-              **{**quiet, "config": TrainConfig(batch_size=8, unet=TINY_UNET)})
+        train(
+            tmp_path / "c",
+            max_steps=5,
+            log=lambda m: None,
+            init_weights=Path(info["path"]),
+            **{**quiet, "config": TrainConfig(batch_size=8, unet=TINY_UNET)},
+        )
     (tmp_path / "out" / "config.json").unlink()
     with pytest.raises(OODBenchError, match="export weights"):
-        train(tmp_path / "d", max_steps=5, log=lambda m: None, init_weights=Path(info["path"]),
-              **quiet)
+        train(
+            tmp_path / "d",
+            max_steps=5,
+            log=lambda m: None,
+            init_weights=Path(info["path"]),
+            **quiet,
+        )
 
 
 def test_packed_corpus_trains_like_the_catalogue(tmp_path, tiny_catalog, tower):

@@ -38,6 +38,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "diffusion_weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "mini_diffusion.safetensors"
 RESOLUTION = 32
 MAX_TOKENS = 32  # MiniLM tokens per prompt; the corpus captions are short
+# How a sample is drawn from a model output, beyond the scheduler and the parameters: part of the
+# identity, so images cached by an earlier sampler are not reused ("consistent-x0-clip": see
+# MiniDiffusion._clip_x0; before it, diffusers' DDIM clip with a stale ε̂).
+SAMPLER = "consistent-x0-clip"
 
 # Sized from the CPU timing table in OFFLINE_ASSETS.md (32x32, 32/64/128 channels, attention
 # only at 16x16 and 8x8: ~4.6 M parameters). norm_num_groups=8: a group per channel at the
@@ -311,8 +315,43 @@ class MiniDiffusion(DiffusionGenerator):
         if guidance > 1.0:
             out = unet_forward(self._unet, torch.cat([x, x]), t, uncond.cat(cond))
             out_uncond, out_cond = out.chunk(2)
-            return out_uncond + guidance * (out_cond - out_uncond)
-        return unet_forward(self._unet, x, t, cond)
+            out = out_uncond + guidance * (out_cond - out_uncond)
+        else:
+            out = unet_forward(self._unet, x, t, cond)
+        return self._clip_x0(out, z, t)
+
+    def _clip_x0(self, out: torch.Tensor, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The model output whose predicted clean image x̂0 is clipped to [-r, r].
+
+        diffusers' DDIM clips x̂0 but keeps the ε̂ of the unclipped one. Under guidance x̂0
+        overshoots (a black background to < -1), and that stale ε̂ then pushes the next sample
+        the other way: Fashion-MNIST prompts (light on black) came out dark on white. So x̂0 is
+        clipped here and the output re-derived from it (as guided-diffusion's DDIM re-derives
+        ε̂); the scheduler's own clip is then a no-op, and every scheduler gets the same clip.
+        """
+        sched = self.config["scheduler"]
+        if not sched.get("clip_sample", False):
+            return out
+        key = ("alphas", str(z.device))
+        if key not in self._cache:
+            self._cache[key] = self._new_scheduler().alphas_cumprod.to(z.device, torch.float64)
+        a = self._cache[key][torch.as_tensor(t, device=z.device).long()].to(z.dtype)
+        a = a.reshape(-1, *[1] * (z.dim() - 1)) if a.dim() else a  # per-sample timesteps
+        sa, sb = a.sqrt(), (1 - a).sqrt()
+        kind = sched.get("prediction_type", "epsilon")
+        if kind == "v_prediction":
+            x0 = sa * z - sb * out
+        elif kind == "epsilon":
+            x0 = (z - sb * out) / sa
+        else:  # "sample"
+            x0 = out
+        limit = float(sched.get("clip_sample_range", 1.0))
+        excess = x0 - x0.clamp(-limit, limit)  # zero wherever x̂0 is in range: output unchanged
+        if kind == "v_prediction":
+            return out + excess / sb
+        if kind == "epsilon":
+            return out + sa * excess / sb
+        return out - excess
 
     def inpaint(
         self,
@@ -340,4 +379,6 @@ class MiniDiffusion(DiffusionGenerator):
             if not self.weights_path.exists():
                 load_weights(self.weights_path)  # raises the MissingDataError
             self._sha = file_sha256(self.weights_path)
-        return f"{self.name}:{self.params()}:sha256={self._sha}:text={TEXT_PACKAGE}"
+        return (
+            f"{self.name}:{self.params()}:sha256={self._sha}:text={TEXT_PACKAGE}:sampler={SAMPLER}"
+        )
