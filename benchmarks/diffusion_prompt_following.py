@@ -29,7 +29,7 @@ from PIL import Image
 
 from oodbench.data.offline import load_offline_source
 from oodbench.data.suite import load_suite
-from oodbench.mini.diffusion import MiniDiffusion
+from oodbench.mini.diffusion import SAMPLER, MiniDiffusion
 from oodbench.mini.model import MiniBackbone, file_sha256
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -234,6 +234,7 @@ def main() -> None:
             "steps": args.steps,
             "guidance": args.guidance,
             "scheduler": gen.scheduler,
+            "sampler": SAMPLER,
             "size": args.size,
             "prompt": PROMPT,
         },
