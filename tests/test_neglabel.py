@@ -143,3 +143,73 @@ def test_chunked_grouped_score_matches_the_plain_formula():
         got = neglabel_score(image, id_f, neg, 0.01, groups, chunk=chunk)
         assert got.shape == (50,) and np.allclose(got, expected, rtol=0, atol=1e-12)
     assert neglabel_score(image[:0], id_f, neg, 0.01, groups).shape == (0,)
+
+
+def _wordnet_or_skip() -> None:
+    from oodbench.labels import wordnet
+
+    try:
+        wordnet.wordnet_dir()
+    except Exception as exc:
+        pytest.skip(f"WordNet not installed ({exc})")
+
+
+def test_neglabel_pool_on_real_wordnet():
+    """NegLabel's pool: one head word per synset of 24 noun files + 3 adjective files.
+
+    From WordNet 3.0 (Debian wordnet-base) that is 58,514 + 12,280 candidates; the released
+    lists (built from a later English WordNet) hold 57,628 + 12,372 (plugin README).
+    """
+    from oodbench.labels.generators import WordNetCandidates
+
+    _wordnet_or_skip()
+    pools = WordNetCandidates(pool="neglabel").full_pools()
+    assert (len(pools["noun"]), len(pools["adjective"])) == (58_514, 12_280)
+    assert not set(pools["noun"]) & set(pools["adjective"])  # one de-duplication for both
+    assert "entity" in pools["noun"]
+    assert "golden retriever" not in pools["noun"]  # noun.animal left out
+    assert "pizza" not in pools["noun"]  # noun.food too
+    assert all(w == w.lower() for w in pools["noun"][:2000])
+    wide = WordNetCandidates(pool="all-lemmas").full_pools()
+    assert (len(wide["noun"]), len(wide["adjective"])) == (119_034, 21_538)
+
+
+def test_neglabel_word_lists_folder(tmp_path):
+    """The released txtfiles layout: files in lexicographer order, nouns first, shared dedup,
+    noun.animal / noun.food skipped, unknown files (gt labels) ignored."""
+    from oodbench.errors import MissingDataError
+    from oodbench.labels.generators import WordNetCandidates
+
+    (tmp_path / "noun.act.txt").write_text("running\nsleep\n")
+    (tmp_path / "noun.Tops.txt").write_text("entity\nsleep\n")
+    (tmp_path / "noun.animal.txt").write_text("dog\n")
+    (tmp_path / "adj.all.txt").write_text("red\nsleep\n")
+    (tmp_path / "noun.gt_labels.txt").write_text("cat\n")
+    pools = WordNetCandidates(pool="neglabel", word_lists=str(tmp_path)).full_pools()
+    assert pools == {"noun": ["entity", "sleep", "running"], "adjective": ["red"]}
+    with pytest.raises(MissingDataError, match="word_lists=DIR"):
+        WordNetCandidates(pool="neglabel", word_lists=str(tmp_path / "no")).full_pools()
+
+
+@pytest.mark.slow
+def test_neglabel_imagenet1k_bank_size(registry, tmp_path):
+    """The ImageNet-1K bank: 15 % of each pool, ID names kept as in the official code."""
+    import torch
+
+    from oodbench.cache import ArtifactCache
+    from oodbench.data.suite import load_suite
+    from oodbench.env import MethodEnv
+    from oodbench.features import FeatureStore
+    from oodbench.labels.generators import NegLabelMining
+    from oodbench.types import RunContext
+
+    _wordnet_or_skip()
+    suite = load_suite(registry.get("suite", "imagenet-far").obj)
+    assert len(suite.classes) == 1000
+    backbone = registry.create("backbone", "mini", {})
+    backbone.load(torch.device("cpu"))
+    env = MethodEnv(RunContext(cache_dir=tmp_path), backbone, "mini", suite,
+                    FeatureStore(ArtifactCache(tmp_path)), registry)
+    bank = NegLabelMining().generate(env)
+    assert len(bank.labels) == int(0.15 * 58_514) + int(0.15 * 12_280) == 10_619
+    assert bank.groups.count("adjective") == 1_842

@@ -136,6 +136,24 @@ def lemmas(pos: str, lexfiles: set[str] | None = None, root: Path | None = None)
     return list(seen)
 
 
+def synset_heads(pos: str, lexfiles: set[str] | None = None,
+                 root: Path | None = None) -> dict[str, list[str]]:
+    """Per lexicographer file (in file-number order), the head word of each synset: its first
+    lemma, lower-cased, in offset order, each word once per file.
+
+    This is the form of NegLabel's released word lists (``txtfiles/noun.act.txt`` ...): one
+    entry per synset, not every lemma.
+    """
+    table = load_synsets(root)[pos]
+    order = NOUN_LEXFILES if pos == "n" else ADJ_LEXFILES
+    out: dict[str, dict[str, None]] = {order[n]: {} for n in sorted(order)}
+    for synset in sorted(table.values(), key=lambda s: s.offset):
+        if lexfiles is None or synset.lexfile in lexfiles:
+            out[synset.lexfile].setdefault(synset.words[0].lower(), None)
+    return {name: list(words) for name, words in out.items()
+            if lexfiles is None or name in lexfiles}
+
+
 def hypernym_paths(offset: int, root: Path | None = None) -> Iterator[list[int]]:
     """Every path from a noun synset up to a root, nearest first."""
     nouns = load_synsets(root)["n"]
