@@ -8,6 +8,10 @@ Source specs are small mappings in suite files:
 * ``{type: offline, split: test, select: {concept|category: [...]}}``: the offline mini world.
 * ``{type: hf, id: DATASET_ID, split: SPLIT, image: image, label: label, labels: [...]}``: a
   Hugging Face ``datasets`` dataset (the hub, or its local cache with ``HF_HUB_OFFLINE=1``).
+  ``labels`` are the dataset's label ids of the suite's classes, in the suite's class order. For
+  an ID set the suite's class names are checked against the dataset's ``ClassLabel`` names when
+  it loads (case, ``_`` / space and a ``001.`` prefix aside): a swapped or shifted list stops
+  the run with one line instead of scoring images against the wrong prompts.
 
 Each source may carry ``obtain: "how to get it"``, shown when the data is missing, and
 ``expected_count: N``, the published number of images of the set (after any class selection):
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +48,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 # (``_suite`` is set by the suite parser beside ``manifest``, for the verify command hint)
 CHECK_KEYS = ("obtain", "expected_count", "manifest", "_suite")
 Progress = Callable[[int, int], None]
+
+
+class ClassNameMismatchError(OODBenchError):
+    """A suite's class names disagree with the dataset's own names for the same label ids."""
 
 
 @dataclass
@@ -287,6 +296,54 @@ def _offline(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> 
                      _files_fingerprint(spec, paths, root, labels))
 
 
+def normalise_class_name(text: str) -> str:
+    """Compare form of a class name: lower case, ``_`` as space, no ``001.`` prefix (CUB)."""
+    text = re.sub(r"^\d+\.(?=\S)", "", str(text).strip())
+    return " ".join(text.replace("_", " ").lower().split())
+
+
+def _dataset_class_names(ds: Any, label_col: str) -> list[str] | None:
+    """The ``ClassLabel`` names of ``label_col``; None when the dataset carries no real names."""
+    feature = (getattr(ds, "features", None) or {}).get(label_col)
+    names = list(getattr(feature, "names", None) or [])
+    if not names or names == [str(i) for i in range(len(names))]:  # ClassLabel(num_classes=N)
+        return None
+    return names
+
+
+def check_class_names(ds: Any, label_col: str, wanted: Sequence[int] | None,
+                      classes: Sequence[str], name: str, dataset_id: str) -> None:
+    """Stop on the first label id whose dataset name is not the suite's name for that class."""
+    names = _dataset_class_names(ds, label_col)
+    if names is None:
+        return
+    fix = ("fix the suite's class list or its `labels:` ids so that each class is the "
+           "dataset's name for its id")
+    if wanted is None:
+        if len(classes) != len(names):
+            raise ClassNameMismatchError(
+                f"Dataset {name!r}: the suite names {len(classes)} classes but Hugging Face "
+                f"dataset {dataset_id!r} has {len(names)} ({label_col!r} ClassLabel); name all "
+                f"of them in label order, or select some with `labels:` ids.")
+        wanted = range(len(names))
+    elif len(wanted) != len(classes):
+        raise ClassNameMismatchError(
+            f"Dataset {name!r}: `labels:` lists {len(wanted)} label ids of Hugging Face dataset "
+            f"{dataset_id!r} but the suite names {len(classes)} classes; give one id per class, "
+            f"in the class list's order.")
+    for index, (label, ours) in enumerate(zip(wanted, classes, strict=True)):
+        label = int(label)
+        if not 0 <= label < len(names):
+            raise ClassNameMismatchError(
+                f"Dataset {name!r}: label id {label} (suite class {index}, {ours!r}) is not one "
+                f"of the {len(names)} classes of Hugging Face dataset {dataset_id!r}; {fix}.")
+        if normalise_class_name(names[label]) != normalise_class_name(ours):
+            raise ClassNameMismatchError(
+                f"Dataset {name!r}: class names do not match Hugging Face dataset "
+                f"{dataset_id!r}: label id {label} is {names[label]!r} there but the suite "
+                f"calls it {ours!r} (suite class {index}); {fix}.")
+
+
 def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
     dataset_id = str(spec.get("id", ""))
     split = str(spec.get("split", "test"))
@@ -310,6 +367,8 @@ def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
         raise _missing(spec, name, f"Hugging Face dataset {dataset_id!r}: {exc}") from None
     image_col = str(spec.get("image", "image"))
     label_col = spec.get("label", "label")
+    if classes is not None and label_col:
+        check_class_names(ds, str(label_col), spec.get("labels"), classes, name, dataset_id)
     labels = np.full(len(ds), -1, dtype=np.int64)
     keep = np.arange(len(ds))
     if label_col and label_col in ds.column_names:
