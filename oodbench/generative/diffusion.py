@@ -10,12 +10,14 @@ unchanged on both. Images are float RGB tensors in [0, 1] at both ends::
 
     z0 = gen.encode(images)                              # [N, 3, R, R], R = gen.resolution
     eps = torch.cat([gen.noise(1, seed) for seed in seeds])
+    s = gen.guidance_latent_scale                        # SD: vae.config.scaling_factor
     for _ in range(3):
         z0_hat = gen.denoise(z0, eps, prompts, strength=0.6, steps=20, guidance=8.0)
         z = z0_hat.detach().requires_grad_(True)         # the loop itself runs without grad
         x = gen.decode(z)                                # differentiable (fp32) under autograd
         loss = (m - energy(classifier(x))) ** 2
-        eps = eps - r * torch.autograd.grad(loss.mean(), z)[0]   # the "skip gradient"
+        grad_u = s * torch.autograd.grad(loss.mean(), z)[0]   # ∂L/∂u, u = z0_hat / s
+        eps = eps - r * grad_u                           # the "skip gradient"
 
 ``denoise`` starts from z_T = add_noise(z0, ε, t_start) (pure noise at strength 1.0) with a
 whole-image mask; :meth:`DiffusionGenerator.prepare` builds a :class:`LatentBatch` for partial
@@ -184,6 +186,17 @@ class DiffusionGenerator(ImageGenerator):
     @abstractmethod
     def _latent_shape(self) -> tuple[int, int, int]:
         """(C, h, w) of one image's latents."""
+
+    @property
+    def guidance_latent_scale(self) -> float:
+        """s in ẑ0 = s·u, where u is what the decoder itself takes.
+
+        A guided method steps the noise by the gradient w.r.t. u, as SynOOD's official code
+        does (``latents / vae.config.scaling_factor``, then ``requires_grad`` on that): for
+        SD's VAE (s = 0.18215) ∂L/∂ẑ0 would be 1/s = 5.49 times larger. ∂L/∂u = s·∂L/∂ẑ0.
+        Pixel-space models (``mini-diffusion``) decode their latents as they are: s = 1.
+        """
+        return 1.0
 
     @property
     def loaded(self) -> bool:
@@ -487,6 +500,12 @@ class DiffusersGenerator(DiffusionGenerator):
     @property
     def resolution(self) -> int:
         return self.size
+
+    @property
+    def guidance_latent_scale(self) -> float:
+        """The VAE's ``scaling_factor`` (0.18215 for SD 1.x/2.x): ``decode`` divides by it."""
+        self._require()
+        return float(self._pipe.vae.config.scaling_factor)
 
     # -- diffusers' own pipelines --------------------------------------------------------------
     @property

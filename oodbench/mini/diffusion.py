@@ -10,7 +10,9 @@ image (3) + mask (1) + masked image (3) = 7 channels; a whole-image mask is text
 
 "Latents" are the model's pixels in [-1, 1]: ``encode`` maps RGB in [0, 1] there (resized to
 32x32), ``decode`` upsamples to ``size`` and maps back to [0, 1] with a straight-through clamp,
-so SynOOD's guided loop (gradient w.r.t. the denoised latent) runs here exactly as on SD.
+so SynOOD's guided loop runs here as on SD. Its own parameterisation: there is no VAE, the
+decoder's input is the denoised latent itself, so ``guidance_latent_scale`` is 1 (the base
+class's) and the noise steps by ∂L/∂ẑ0; on SD it steps by ∂L/∂u, u = ẑ0 / 0.18215.
 """
 
 from __future__ import annotations

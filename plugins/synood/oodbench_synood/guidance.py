@@ -1,9 +1,16 @@
 """The energy guidance of SynOOD: push synthesized images towards the ID/OOD boundary.
 
 s = mean(g) − logsumexp(g) on a frozen classifier's logits g (minus the centred energy);
-loss L = (m − s)², m = −5. The "skip gradient": ∂L/∂ẑ₀ (through the decoder and the classifier
-only, never the denoiser) is applied to the start noise, ε ← ε − r·∂L/∂ẑ₀, and the next
-iteration restarts from the *original* image with the new ε.
+loss L = (m − s)², m = −5. The "skip gradient": ∂L/∂u, where u is the decoder's input (through
+the decoder and the classifier only, never the denoiser), is applied to the start noise,
+ε ← ε − r·∂L/∂u, and the next iteration restarts from the *original* image with the new ε.
+
+u is what the official code differentiates (generate_near_ood_sample.py: ``latents =
+latents / pipe.vae.config.scaling_factor``, then ``latents.requires_grad_(True)`` and
+``noises - latents.grad * args.lr``). The denoiser's latent is ẑ₀ = s·u with s the
+in-painter's ``guidance_latent_scale``: SD's VAE scaling factor 0.18215, so ∂L/∂u = s·∂L/∂ẑ₀
+and a step on ∂L/∂ẑ₀ would be 5.49 times the official one. A pixel model (``mini-diffusion``)
+has no VAE: s = 1 and u = ẑ₀ (its offline preset r = 0.1 was chosen in that parameterisation).
 
 The reference averages L over its batch of 2 images, so each image moves by r·∂[(m − s)²/2]/∂ẑ₀.
 We compute exactly that per image, whatever ``batch_size`` is: the batch is only a throughput
@@ -61,6 +68,11 @@ class Classifier(Protocol):
 class LatentInpainter(Protocol):
     """What guided synthesis needs from an in-painting diffusion backend."""
 
+    @property
+    def guidance_latent_scale(self) -> float:
+        """s in ẑ₀ = s·u, u the decoder's input (SD: 0.18215; pixel models: 1)."""
+        ...
+
     def encode(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def denoise(self, image_latents: torch.Tensor, noise: torch.Tensor, prompts: Sequence[str],
@@ -70,12 +82,21 @@ class LatentInpainter(Protocol):
 
 
 def noise_gradient(decode: Callable[[torch.Tensor], torch.Tensor], classifier: Classifier,
-                   denoised: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(∂L/∂ẑ₀, decoded images) with the gradient in fp32 through decoder + classifier only."""
+                   denoised: torch.Tensor, margin: float,
+                   latent_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(∂L/∂u, decoded images), u = ẑ₀ / ``latent_scale`` the decoder's input; the gradient in
+    fp32 through decoder + classifier only.
+
+    ``decode`` takes ẑ₀ and divides by s itself (as the official code does before its decode),
+    so the gradient is taken w.r.t. ẑ₀ and multiplied by s: ∂L/∂u = s·∂L/∂ẑ₀ (ẑ₀ = s·u). With
+    s = 1 nothing is multiplied: pixel models get exactly the gradient w.r.t. ẑ₀.
+    """
     latents = denoised.detach().float().requires_grad_(True)
     images = decode(latents).clamp(0, 1)
     loss = per_image_loss(classifier(images).float(), margin)
     (grad,) = torch.autograd.grad(loss, latents)
+    if latent_scale != 1.0:
+        grad = grad * latent_scale
     return grad, images.detach()
 
 
@@ -90,6 +111,7 @@ def guided_inpaint(inpainter: LatentInpainter, classifier: Classifier, images: t
     every iteration would restart from the same noise and give the same image, so one is run.
     """
     image_latents = inpainter.encode(images)
+    scale = float(inpainter.guidance_latent_scale)
     eps = noise.clone()
     scores: list[float] = []
     decoded = images
@@ -103,7 +125,8 @@ def guided_inpaint(inpainter: LatentInpainter, classifier: Classifier, images: t
                 scores.append(float(energy_guidance_score(classifier(decoded)).mean()))
             break
         with torch.enable_grad():
-            grad, decoded = noise_gradient(inpainter.decode, classifier, denoised, margin)
+            grad, decoded = noise_gradient(inpainter.decode, classifier, denoised, margin,
+                                           scale)
         with torch.no_grad():
             scores.append(float(energy_guidance_score(classifier(decoded)).mean()))
         eps = eps - step * grad.to(eps.dtype)

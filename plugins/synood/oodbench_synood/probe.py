@@ -80,7 +80,8 @@ def probe(env: MethodEnv, synth: SynOODSynthesizer, per_class: int,
                 denoised = inpainter.denoise(latents, eps, prompts, synth.strength, synth.steps,
                                              synth.guidance)
             with torch.enable_grad():
-                grad, images = noise_gradient(inpainter.decode, classifier, denoised, margin)
+                grad, images = noise_gradient(inpainter.decode, classifier, denoised, margin,
+                                              inpainter.guidance_latent_scale)
             with torch.no_grad():
                 logits = classifier(images).float().cpu()
             rows.append(Step(float(energy_guidance_score(logits).mean()),

@@ -122,8 +122,15 @@ class SynOODSynthesizer(Synthesizer):
         describer.bind(env)
         what = {k: v for k, v in self.params().items()
                 if not k.startswith("shard_") and k != "threads"}
-        # noise-seed/2: start noise seeded by the image's bytes, no longer by its path
-        key = env.key("synood-images", "noise-seed/2", what, run, inpainter.identity(),
+        # noise-seed/2: start noise seeded by the image's bytes, no longer by its path.
+        # grad/decoder-input: the noise steps by ∂L/∂u, u the VAE decoder's input, as the
+        # official code does (before: ∂L/∂ẑ₀, 5.49x larger on SD), so images made before are
+        # not reused. Not for mini-diffusion, a pixel model whose step never changed (u = ẑ₀):
+        # its keys, and the offline records that name its image folder, stay as they were.
+        version = ["noise-seed/2"]
+        if self.inpainter not in OFFLINE_INPAINTERS:
+            version.append("grad/decoder-input")
+        key = env.key("synood-images", *version, what, run, inpainter.identity(),
                       describer.identity(), classifier_identity(self.classifier, env),
                       [train.keys[i] for i in chosen])
         folder = env.cache.root / "images" / "synood" / key[:24]

@@ -55,6 +55,7 @@ class RecordingInpainter:
 
     starts: list = dataclasses.field(default_factory=list)
     resolution: int = 4
+    guidance_latent_scale: float = 1.0  # a pixel model: u = ẑ₀
 
     def noise(self, batch: int, seed: int) -> torch.Tensor:
         return torch.randn(batch, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
