@@ -43,3 +43,20 @@ def prefer_offline_when_unreachable() -> bool:
         if module in sys.modules:
             setattr(sys.modules[module], attr, True)
     return True
+
+
+def model_available(model: str, marker: str = "config.json") -> bool:
+    """Whether a Hugging Face model can be loaded here: a local path, a copy in the HF cache
+    (its ``marker`` file), or a reachable hub. Cheap: nothing is downloaded."""
+    from pathlib import Path
+
+    if not model or Path(model).expanduser().exists():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(model, marker), str):
+            return True
+    except Exception:  # not a repo id (e.g. a missing local path): only the hub can say
+        pass
+    return not prefer_offline_when_unreachable()

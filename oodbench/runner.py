@@ -44,6 +44,7 @@ from oodbench.results import (
     utc_now,
     write_record,
 )
+from oodbench.standins import is_offline, substitutions, with_paper_settings
 from oodbench.types import FeatureSet, LabelBank, RunContext, TextHead
 
 
@@ -73,15 +74,20 @@ def resolve_suite(registry: Registry, name: str) -> Suite:
     return load_suite(registry.get("suite", name).obj)
 
 
-def build_components(registry: Registry, spec: MethodSpec,
-                     overrides: dict[str, str]) -> list[tuple[str, Any]]:
-    """(role, instance) in execution order, with method-file params and CLI overrides."""
+def build_components(registry: Registry, spec: MethodSpec, overrides: dict[str, str],
+                     real: bool = False) -> list[tuple[str, Any]]:
+    """(role, instance) in execution order, with method-file params and CLI overrides; on real
+    data the paper's settings fill the parameters neither sets (oodbench.standins)."""
     refs = spec.components()
     fields_of = {ref.name: set(registry.get(kind, ref.name).obj.param_fields())
                  for _, kind, ref in refs}
     per_component = split_overrides(spec, overrides, fields_of)
-    return [(role, registry.create(kind, ref.name, {**ref.params, **per_component[ref.name]}))
-            for role, kind, ref in refs]
+    out = []
+    for role, kind, ref in refs:
+        entry = registry.get(kind, ref.name)
+        explicit = {**entry.defaults, **ref.params, **per_component[ref.name]}
+        out.append((role, entry.obj.from_params(with_paper_settings(entry.obj, explicit, real))))
+    return out
 
 
 class Timer:
@@ -106,7 +112,8 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     start = time.perf_counter()
     spec = resolve_method(registry, request.method)
     suite = resolve_suite(registry, request.suite)
-    components = build_components(registry, spec, request.params)
+    real = not is_offline(suite)
+    components = build_components(registry, spec, request.params, real)
     backbone_name = request.backbone or suite.backbone or "mini"
     backbone = registry.create("backbone", backbone_name, request.backbone_params)
 
@@ -118,6 +125,8 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
         backbone.load(ctx.device, ctx.dtype)
     store = FeatureStore(ArtifactCache(ctx.cache_dir), log=log)
     env = MethodEnv(ctx, backbone, backbone_name, suite, store, registry, log, progress)
+    for _, component in components:  # models that cannot be loaded stop the run here
+        component.preflight(env)
 
     with timer.stage("encode"):
         id_feats = env.encode(id_images, f"encode {suite.id_name} (ID)")
@@ -288,8 +297,7 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
             [o.label_info.get("count") for o in outcomes])
     first = outcomes[0]
     plots = {name: curves(first.id_scores, scores) for name, scores in first.ood_scores.items()}
-    offline = all(src.get("type") == "offline"
-                  for src in [suite.id_test, *(s.source for s in suite.ood)])
+    offline = is_offline(suite)
     record = {
         "schema": "oodbench.result/1",
         "method": spec.name,
@@ -319,6 +327,8 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
         "seed": ctx.seed,
         "created": utc_now(),
     }
+    if not offline:  # paper settings the run departs from (always present on real data)
+        record["substitutions"] = substitutions(components)
     if generations is not None:
         record["generations"] = generations
     return record

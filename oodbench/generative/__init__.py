@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image
@@ -17,6 +18,34 @@ from oodbench.components import Component
 
 if TYPE_CHECKING:
     import torch
+
+
+class HubModel:
+    """Mixin of backends whose ``model`` field is a Hugging Face id or a local folder."""
+
+    model: str
+    model_marker: ClassVar[str] = "config.json"  # a file every copy of the model holds
+
+    def check_available(self, stand_in: str = "") -> None:
+        """Raise a one-line OfflineError, before any work, if ``model`` cannot be loaded here.
+
+        ``stand_in`` names the parameter setting that selects an offline stand-in instead.
+        """
+        from oodbench.errors import OfflineError
+        from oodbench.hub import model_available
+
+        gguf = getattr(self, "gguf_file", "")  # a GGUF repo need not hold a config.json
+        if gguf and Path(gguf).expanduser().is_absolute() and Path(gguf).expanduser().exists():
+            return
+        if model_available(self.model, gguf or self.model_marker):
+            return
+        name = getattr(self, "name", type(self).__name__)
+        hint = f"; or run the offline stand-in explicitly with {stand_in}" if stand_in else ""
+        raise OfflineError(
+            f"{name} needs the model {self.model!r}: it is not a local folder, not in the "
+            f"Hugging Face cache, and the hub cannot be reached. Download it on a connected "
+            f"machine (or give a local folder as model=PATH){hint}."
+        )
 
 
 @dataclasses.dataclass

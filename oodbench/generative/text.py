@@ -22,14 +22,14 @@ from typing import Any, Literal
 
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
-from oodbench.generative import AdoptsBuiltModel, TextGenerator
+from oodbench.generative import AdoptsBuiltModel, HubModel, TextGenerator
 from oodbench.paths import data_dir
 
 Chat = list[dict[str, str]]
 
 
 @dataclasses.dataclass
-class TransformersTextGenerator(AdoptsBuiltModel, TextGenerator):
+class TransformersTextGenerator(HubModel, AdoptsBuiltModel, TextGenerator):
     """Any causal LM that ``transformers`` loads: hub id, local folder, or a GGUF file."""
 
     name = "transformers-llm"

@@ -19,7 +19,7 @@ from PIL import Image
 
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
-from oodbench.generative import AdoptsBuiltModel, ImageDescriber
+from oodbench.generative import AdoptsBuiltModel, HubModel, ImageDescriber
 from oodbench.generative.prompts import parse_list_answer
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def context_prompt(subject: str) -> str:
 
 
 @dataclasses.dataclass
-class TransformersDescriber(AdoptsBuiltModel, ImageDescriber):
+class TransformersDescriber(HubModel, AdoptsBuiltModel, ImageDescriber):
     """LLaVA-1.5, Qwen2-VL or any transformers image-text-to-text chat model."""
 
     name = "transformers-mllm"
