@@ -22,6 +22,7 @@ from typing import Any
 from oodbench.cache import atomic_write
 from oodbench.errors import OODBenchError
 from oodbench.results import validate_record
+from oodbench.standins import substitution_tag
 
 GROUP_ORDER = ("near", "far")
 SOURCES = (("offline", "Offline suites (mini world)"), ("real", "Real suites"))
@@ -39,6 +40,19 @@ class Entry:
     @property
     def method(self) -> str:
         return str(self.record["method"])
+
+    @property
+    def substitutions(self) -> dict[str, Any]:
+        """Paper settings a real run replaced by stand-ins (empty: the paper's setting)."""
+        subs = self.record.get("substitutions")
+        return subs if isinstance(subs, dict) else {}
+
+    @property
+    def label(self) -> str:
+        """The method's name, marked with its stand-ins, e.g. "synood · mini-diffusion"."""
+        if not self.substitutions:
+            return self.method
+        return f"{self.method} · {substitution_tag(self.substitutions)}"
 
     @property
     def backbone(self) -> str:
@@ -87,15 +101,18 @@ class Table:
     entries: list[Entry]
     sets: list[tuple[str, str]] = field(default_factory=list)  # (OOD set, group)
     groups: list[str] = field(default_factory=list)
+    stand_ins: bool = False  # rows that replaced a paper setting: never ranked with the rest
 
     @property
     def title(self) -> str:
-        return f"{self.suite} · FPR95 convention: {self.convention}"
+        title = f"{self.suite} · FPR95 convention: {self.convention}"
+        return f"{title} · with stand-ins (not the papers' settings)" if self.stand_ins else title
 
     @property
     def anchor(self) -> str:
+        extra = "-stand-ins" if self.stand_ins else ""
         return "".join(c if c.isalnum() else "-" for c in f"{self.source}-{self.suite}-"
-                       f"{self.convention}").lower()
+                       f"{self.convention}{extra}").lower()
 
 
 @dataclass
@@ -183,16 +200,17 @@ def _reported_ok(table: Any) -> bool:
 # -- tables ----------------------------------------------------------------------------------
 def make_tables(entries: Iterable[Entry]) -> list[Table]:
     """Group entries by (source, suite, convention); order sets, groups and rows."""
-    buckets: dict[tuple[str, str, str], list[Entry]] = {}
+    buckets: dict[tuple[str, str, str, bool], list[Entry]] = {}
     for entry in entries:
         rec = entry.record
-        key = (source_of(rec), rec["suite"]["name"], rec["fpr_convention"])
+        key = (source_of(rec), rec["suite"]["name"], rec["fpr_convention"],
+               bool(entry.substitutions))
         buckets.setdefault(key, []).append(entry)
     order = {name: i for i, (name, _) in enumerate(SOURCES)}
     tables = []
-    for (source, suite, convention) in sorted(buckets, key=lambda k: (order[k[0]], k[1], k[2])):
-        rows = sorted(buckets[(source, suite, convention)], key=_rank_key)
-        table = Table(source, suite, convention, rows)
+    for key in sorted(buckets, key=lambda k: (order[k[0]], *k[1:])):
+        rows = sorted(buckets[key], key=_rank_key)
+        table = Table(*key[:3], rows, stand_ins=key[3])
         table.sets = _ood_sets(rows)
         table.groups = _ordered({g for _, g in table.sets})
         tables.append(table)
@@ -422,14 +440,14 @@ def _md_table(table: Table) -> list[str]:
             return (f"**{text}**" if (r, c) in best else text) + pm(cols[c].std(entry))
 
         prov = provenance(entry)
-        lines.append(_md_row([str(r + 1), entry.method, entry.backbone,
+        lines.append(_md_row([str(r + 1), entry.label, entry.backbone,
                               *[f"{cell(c)} / {cell(c + 1)}" for c, _ in pairs],
                               cell(len(cols) - 1), prov["date"], prov["version"],
                               f"`{prov['git']}`", f"`{prov['suite']}`"]))
     if any(entry.generations for entry in table.entries):
         lines += ["", GENERATIONS_NOTE]
     lines += ["", "<details><summary>parameters and files</summary>", ""]
-    lines += [f"- {entry.method} / {entry.backbone}: `{params_text(entry)}`, seed "
+    lines += [f"- {entry.label} / {entry.backbone}: `{params_text(entry)}`, seed "
               f"{provenance(entry)['seed']}"
               + (f", {generations_text(entry)}" if entry.generations else "")
               + f", [`{entry.file}`](results/{entry.file})"

@@ -137,7 +137,7 @@ def _table(table: Table) -> str:
     heads += ["ID acc", "date", "version", "git", "suite", "seed"]
     rows = []
     for r, entry in enumerate(table.entries):
-        cells = [_td(str(r + 1), r + 1, "num"), _td(entry.method), _td(entry.backbone)]
+        cells = [_td(str(r + 1), r + 1, "num"), _td(entry.label), _td(entry.backbone)]
         for c, col in enumerate(cols):
             value = col.get(entry)
             cls = "num best" if (r, c) in best else "num"
@@ -152,7 +152,7 @@ def _table(table: Table) -> str:
 
 
 def _params(table: Table) -> str:
-    items = "".join(f"<li>{escape(e.method)} / {escape(e.backbone)}: <code>"
+    items = "".join(f"<li>{escape(e.label)} / {escape(e.backbone)}: <code>"
                     f"{escape(params_text(e))}</code>; "
                     + (f"{escape(generations_text(e))}; " if e.generations else "")
                     + f"file <code>{escape(e.file)}</code></li>"
@@ -169,7 +169,7 @@ def _td(text: str, value: Any = None, cls: str = "") -> str:
 
 
 def _legend(table: Table) -> str:
-    items = "".join(f'<span><i style="background:{_colour(r)}"></i>{escape(e.method)} / '
+    items = "".join(f'<span><i style="background:{_colour(r)}"></i>{escape(e.label)} / '
                     f"{escape(e.backbone)}</span>" for r, e in enumerate(table.entries))
     return f'<div class="legend">{items}</div>'
 
@@ -200,7 +200,7 @@ def _hist_grid(table: Table) -> str:
         for name, _ in table.sets:
             curve = _curve(entry, name)
             cells.append(f"<td>{hist_svg(curve) if curve else DASH}</td>")
-        rows.append(f"<tr><th>{escape(entry.method)}<br><small>{escape(entry.backbone)}"
+        rows.append(f"<tr><th>{escape(entry.label)}<br><small>{escape(entry.backbone)}"
                     f"</small></th>{''.join(cells)}</tr>")
     key = (f'<div class="legend"><span><i style="background:{ID_COLOUR}"></i>ID</span>'
            f'<span><i style="background:{OOD_COLOUR}"></i>OOD</span></div>')

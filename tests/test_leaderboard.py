@@ -258,3 +258,19 @@ def test_ci_fpr95_allows_a_few_images_across_the_threshold():
     assert ci.compare_record(new, old, 0.005, fpr95_images=3) == []
     new["metrics"]["a"]["fpr95"], new["metrics"]["a"]["auroc"] = 0.50, 0.91
     assert any("a.auroc" in p for p in ci.compare_record(new, old, 0.005))
+
+
+def test_stand_in_rows_are_marked_and_never_ranked_with_paper_rows(tmp_path):
+    results = tmp_path / "results"
+    write(results, "paper.json", fake_record("synood", suite="imagenet-far", source="real"))
+    stand_in = fake_record("synood", suite="imagenet-far", source="real",
+                           sets={"birds": ("near", 0.01, 0.99), "flags": ("far", 0.01, 0.99)})
+    stand_in["substitutions"] = {"synood-synthesizer.inpainter": "mini-diffusion",
+                                 "synood-synthesizer.per_class": 4}
+    write(results, "stand-in.json", stand_in)
+    tables = leaderboard.collect(results).tables
+    assert [(t.stand_ins, [e.label for e in t.entries]) for t in tables] == [
+        (False, ["synood"]), (True, ["synood · mini-diffusion, per_class=4"])]
+    text = leaderboard.render_markdown(leaderboard.collect(results))
+    assert "imagenet-far · FPR95 convention: paper · with stand-ins" in text
+    assert "| 1 | synood · mini-diffusion, per_class=4 |" in text
