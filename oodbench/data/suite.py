@@ -24,7 +24,8 @@ from oodbench.errors import OODBenchError
 
 GROUPS = ("near", "far", "extra")
 TASKS = ("far", "near", "fine-grained")
-TOP_KEYS = {"name", "version", "description", "task", "backbone", "id", "prompts", "ood"}
+TOP_KEYS = {"name", "version", "description", "task", "backbone", "id", "prompts", "ood",
+            "class_type"}
 ID_KEYS = {"name", "classes", "test", "train"}
 OOD_KEYS = {"name", "group", "source"}
 SOURCE_KEYS = {"type", "obtain", "expected_count"}
@@ -57,6 +58,8 @@ class Suite:
     path: Path
     hash: str
     backbone: str | None = None
+    # what kind of thing every ID class is ("bird", "food"): EOE's fine-grained prompt names it
+    class_type: str = ""
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def groups(self) -> dict[str, list[str]]:
@@ -194,6 +197,10 @@ def load_suite(path: Path) -> Suite:
     task = data.get("task", "far")
     if task not in TASKS:
         raise OODBenchError(f"{where}: task must be one of {TASKS}, got {task!r}.")
+    class_type = data.get("class_type", "")
+    if not isinstance(class_type, str):
+        raise OODBenchError(f"{where}: class_type must be a string (e.g. bird), got "
+                            f"{class_type!r}.")
     ood_sets = []
     ood_items = need(data, "ood", "the top level")
     if not isinstance(ood_items, list) or not ood_items:
@@ -228,6 +235,7 @@ def load_suite(path: Path) -> Suite:
         path=path.resolve(),
         hash=content_key(resolved),
         backbone=data.get("backbone"),
+        class_type=class_type.strip(),
         resolved=resolved,
     )
 
