@@ -43,6 +43,7 @@ def test_groups_drop_remainder_and_are_fixed():
     assert len(groups) == 100 and all(len(g) == 10 for g in groups)
     flat = torch.cat(groups)
     assert len(set(flat.tolist())) == 1000
+    assert int(flat.max()) == 999  # the official code drops the last 50, not random ones
     assert torch.equal(flat, torch.cat(make_groups(1050, 100, seed=0)))
     assert len(make_groups(7, 100, seed=0)) == 7  # small banks keep every negative
 

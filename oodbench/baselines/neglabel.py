@@ -51,14 +51,17 @@ def neglabel_score(image_features: torch.Tensor, id_features: torch.Tensor,
 
 
 def make_groups(count: int, ngroup: int, seed: int) -> list[torch.Tensor]:
-    """NegLabel's grouping: fixed permutation, drop count mod ngroup, split into ngroup parts.
+    """NegLabel's grouping: drop the last count mod ngroup negatives, permute the rest with a
+    fixed seed, split into ngroup parts (the official ``grouping``).
 
-    ``ngroup`` is clamped to ``count`` so that small label sets keep every negative.
+    The official permutation comes from the CUDA generator, ours from the CPU one (the same on
+    every device), so group membership differs from the official run's. ``ngroup`` is clamped
+    to ``count`` so that small label sets keep every negative.
     """
     ngroup = max(1, min(ngroup, count))
     usable = count - count % ngroup
     generator = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(count, generator=generator)[:usable]
+    perm = torch.randperm(usable, generator=generator)
     return list(perm.reshape(ngroup, usable // ngroup))
 
 
