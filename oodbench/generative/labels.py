@@ -53,6 +53,44 @@ def check_generations(value: int) -> None:
         raise ValueError(f"generations must be at least 1, got {value}")
 
 
+def apply_cosine_filter(env: MethodEnv, labels: list[str], ids: list[str], template: str,
+                        mode: str, threshold: float, task: str, meta: dict[str, Any]
+                        ) -> list[str]:
+    """EOE's cosine pre-filter: drop labels with cosine > ``threshold`` to an ID name.
+
+    Both sides are embedded with ``template`` (EOE: "a photo of a {c}", the scoring template).
+    ``mode`` auto applies it where EOE's code does (near prompts, ImageNet-20 as ID). The bank
+    records the mode, the threshold, whether it ran, how many labels it dropped and which.
+    """
+    applied = P.cosine_filter_applies(mode, task, env.suite.id_name)
+    dropped: list[str] = []
+    if applied and labels:
+        feats = env.text_features([template.format(x) for x in labels])
+        id_feats = env.text_features([template.format(c) for c in ids])
+        labels, dropped = drop_embedding_near(labels, feats, id_feats, threshold)
+    meta.update(cosine_filter=mode, cosine_threshold=threshold, cosine_filter_applied=applied,
+                cosine_dropped=len(dropped), cosine_drops=dropped)
+    if applied:
+        env.log(f"cosine pre-filter (> {threshold:g} to an ID name): {len(dropped)} dropped")
+    return labels
+
+
+def fine_grained_kind(env: MethodEnv, kind: str, envisioner: Any, ids: list[str],
+                      meta: dict[str, Any]) -> str:
+    """The type word of EOE's fine-grained prompt: the parameter, else the suite's
+    ``class_type`` (EOE fixes one per dataset: bird, car, food, pet), else the ID classes'
+    first broad category (for a suite without one)."""
+    if kind:
+        source = "parameter"
+    elif env.suite.class_type:
+        kind, source = env.suite.class_type, "suite"
+    else:
+        kind = (envisioner.broad_categories(env, ids, 1) or ["object"])[0]
+        source = "broad-category"
+    meta.update(fine_kind=kind, fine_kind_source=source)
+    return kind
+
+
 def resolve_task(env: MethodEnv, task: str) -> str:
     task = env.suite.task if task == "auto" else task
     if task not in TASKS:
@@ -66,7 +104,10 @@ class EnvisionLabels(LabelGenerator):
 
     far: broad categories, then ``far_labels`` names requested ``per_turn`` at a time;
     near: ``near_per_class`` names per ID class (EOE's word-overlap filter on by default);
-    fine-grained: other kinds of ``fine_kind`` not in the dataset.
+    fine-grained: other kinds of ``fine_kind`` not in the dataset (default: the suite's
+    ``class_type``, as EOE's fixed type per dataset; else the first broad category).
+    ``cosine_filter`` / ``cosine_threshold``: EOE's cosine pre-filter (see
+    ``apply_cosine_filter``); ``auto`` runs it only where EOE's code does.
 
     ``generations``: independent generations the runner averages (EOE reports the mean ± std
     of 3), each with the run seed + g. The WordNet envisioner is deterministic: its generations
@@ -82,9 +123,12 @@ class EnvisionLabels(LabelGenerator):
     per_turn: int = 50
     max_turns: int = 10
     near_per_class: int = 3
-    fine_kind: str = ""  # e.g. "food"; default: the ID classes' first broad category
+    fine_kind: str = ""  # e.g. "food"; default: the suite's class_type, else the first
+    # broad category of the ID classes
     broad_count: int = 8
     word_overlap_filter: bool = True
+    cosine_filter: str = "auto"  # auto (EOE: near + ImageNet-20 only) | always | never
+    cosine_threshold: float = P.COSINE_THRESHOLD  # drop a label with cosine > this to an ID
     generations: int = 3  # independent generations, seeds = run seed + 0..N-1 (EOE: 3)
     prompt_order: str = "auto"  # auto | fixed | seeded (see make_envisioner)
     template: str = "a photo of a {}"
@@ -92,13 +136,19 @@ class EnvisionLabels(LabelGenerator):
 
     def __post_init__(self) -> None:
         check_generations(self.generations)
+        P.cosine_filter_applies(self.cosine_filter, "far", "")  # checks the mode
 
     def generate(self, env: MethodEnv) -> LabelBank:
         envisioner = make_envisioner(env, self.envisioner, self.llm_params, self.per_turn,
                                      self.max_turns, self.prompt_order)
-        # the envisioner's identity carries the seed exactly when its answers depend on it
+        # the envisioner's identity carries the seed exactly when its answers depend on it;
+        # what the suite decides beyond its classes (task, class type, whether EOE's cosine
+        # pre-filter runs) is part of the key too
+        task = self._task(env)
+        suite_side = [task, env.suite.class_type if task == "fine-grained" else "",
+                      P.cosine_filter_applies(self.cosine_filter, task, env.suite.id_name)]
         key = env.key("labels", self.name, key_params(self.params()), envisioner.identity,
-                      P.prompts_hash())
+                      P.prompts_hash(), suite_side)
         return cached_bank(env.cache, key, lambda: self._envision(env, envisioner), env.log,
                            reuse=env.reuse("labels"))
 
@@ -112,6 +162,9 @@ class EnvisionLabels(LabelGenerator):
                                 "prompt_version": P.PROMPT_VERSION,
                                 "prompts_hash": P.prompts_hash()}
         raw, labels = self._propose(env, envisioner, task, ids, meta)
+        if task != "broad":  # EOE's pre-filter, after its other filters (as in its code)
+            labels = apply_cosine_filter(env, labels, ids, self.template, self.cosine_filter,
+                                         self.cosine_threshold, task, meta)
         labels = self._refine(env, labels, ids, meta)
         meta.update(requested=len(raw), kept=len(labels), transcript=envisioner.transcript)
         if isinstance(envisioner, LLMEnvisioner):  # provenance only: labels are unchanged
@@ -134,10 +187,9 @@ class EnvisionLabels(LabelGenerator):
             raw = [label for labels in per_class for label in labels]
             labels = P.eoe_filter(raw, ids, near=True, word_overlap=self.word_overlap_filter)
         else:
-            kind = self.fine_kind or (envisioner.broad_categories(env, ids, 1) or ["object"])[0]
+            kind = fine_grained_kind(env, self.fine_kind, envisioner, ids, meta)
             raw = envisioner.fine_grained(env, ids, kind, self.far_labels)
             labels = P.eoe_filter(raw, ids)
-            meta["fine_kind"] = kind
         return raw, labels
 
     def _refine(self, env: MethodEnv, labels: list[str], ids: list[str],
@@ -218,7 +270,8 @@ class EnvisionBroad(FamilyLabels):
     description = "Broad categories of the ID classes (EOE/MM-OOD), from an LLM or WordNet."
     family = "broad"
     hidden = FamilyLabels.hidden | {"far_labels", "per_turn", "max_turns", "near_per_class",
-                                    "fine_kind", "word_overlap_filter"}
+                                    "fine_kind", "word_overlap_filter", "cosine_filter",
+                                    "cosine_threshold"}
 
     def _propose(self, env: MethodEnv, envisioner: Any, task: str, ids: list[str],
                  meta: dict[str, Any]) -> tuple[list[str], list[str]]:

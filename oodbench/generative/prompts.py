@@ -162,3 +162,26 @@ def eoe_filter(candidates: Iterable[str], id_names: Sequence[str], near: bool = 
             continue
         out.setdefault(c, None)
     return list(out)
+
+
+# EOE's cosine pre-filter (utils/detection_util.py, pre_filter): just before scoring, drop an
+# envisioned name whose text embedding (the scoring template, "a photo of a {c}") has cosine
+# > 0.85 with some ID name's. The official code applies it only for the near task with
+# ImageNet-20 as ID; everywhere else its threshold is 1.0, a no-op.
+COSINE_FILTER_MODES = ("auto", "always", "never")
+COSINE_THRESHOLD = 0.85
+
+
+def is_imagenet20(id_name: str) -> bool:
+    """Whether a suite's ID set is ImageNet-20 (EOE's ``in_dataset == 'ImageNet20'``)."""
+    return re.sub(r"[^a-z0-9]", "", id_name.lower()) == "imagenet20"
+
+
+def cosine_filter_applies(mode: str, task: str, id_name: str) -> bool:
+    """``auto``: where EOE's code applies it (near prompts, ImageNet-20 as ID); or always/never."""
+    if mode not in COSINE_FILTER_MODES:
+        raise ValueError(f"cosine_filter must be one of {', '.join(COSINE_FILTER_MODES)}, got "
+                         f"{mode!r}")
+    if mode == "auto":
+        return task == "near" and is_imagenet20(id_name)
+    return mode == "always"

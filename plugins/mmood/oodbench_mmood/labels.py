@@ -5,8 +5,10 @@
   the MLLM with EOE's near prompt extended by "and this image";
 * far branch: sketch labels from the broad categories (text) -> pick R representatives ->
   render each with a diffusion model -> show each image to the MLLM with the ID context to
-  elaborate labels, over rounds, until the budget L = 12 x K (capped, recorded);
-* unknown task type: the two branches' surviving labels mixed 0.5 : 0.5.
+  elaborate labels, over rounds, until the budget L = 12 x K (the paper's; an explicit
+  ``max_budget`` caps it; both recorded);
+* unknown task type: the two branches' surviving labels mixed 0.5 : 0.5;
+* EOE's cosine pre-filter on the final labels, where EOE's code applies it (near, ImageNet-20).
 Open choices of the paper are parameters (see plugins/mmood/README.md).
 
 Every random choice follows the run's seed (the runner gives generation g the seed + g): the
@@ -35,6 +37,7 @@ from oodbench.generative import prompts as P
 from oodbench.generative.labels import (
     HiddenParams,
     SynonymFilter,
+    apply_cosine_filter,
     check_generations,
     key_params,
     make_envisioner,
@@ -103,13 +106,15 @@ class MMOODLabels(LabelGenerator):
     broad_count: int = 8  # M
     images_per_class: int = 1
     near_per_image: int = 3
-    budget_per_class: int = 12  # L = 12 x K
-    max_budget: int = 1000  # cap on L (ImageNet-1K would ask 12,000); the cap is recorded
+    budget_per_class: int = 12  # L = 12 x K (the paper's; 12,000 on ImageNet-1K)
+    max_budget: int = 0  # an explicit cap on L; 0 = none (the paper's budget); recorded
     representatives: int = 0  # R; 0 = min(50, max(1, L // 10))
     labels_per_image: int = 10
     max_rounds: int = 3
     mix_ratio: float = 0.5
     word_overlap_filter: bool = True
+    cosine_filter: str = "auto"  # EOE's pre-filter: auto (near + ImageNet-20) | always | never
+    cosine_threshold: float = P.COSINE_THRESHOLD
     generations: int = 3  # independent generations (seeds run seed + 0..N-1), mean ± std
     llm_params: dict = dataclasses.field(default_factory=dict)
     prompt_order: str = "auto"  # for an LLM `llm`: auto | fixed | seeded (see envision)
@@ -118,12 +123,20 @@ class MMOODLabels(LabelGenerator):
 
     def __post_init__(self) -> None:
         check_generations(self.generations)
+        P.cosine_filter_applies(self.cosine_filter, "far", "")  # checks the mode
+
+    def budget(self, n_classes: int) -> tuple[int, int]:
+        """(requested, used) far budget: L = ``budget_per_class`` x K, then ``max_budget``."""
+        requested = self.budget_per_class * n_classes
+        return requested, (min(requested, self.max_budget) if self.max_budget > 0
+                           else requested)
 
     def generate(self, env: MethodEnv) -> LabelBank:
         task = env.suite.task if self.task == "auto" else self.task
         # the run seed picks the near images and the diffusion noise: part of the bank's key
         key = env.key("labels", self.name, key_params(self.params()), task, P.prompts_hash(),
-                      env.ctx.seed, self._models(env, task))
+                      env.ctx.seed, self._models(env, task),
+                      P.cosine_filter_applies(self.cosine_filter, task, env.suite.id_name))
         return cached_bank(env.cache, key, lambda: self._generate(env, task), env.log,
                            reuse=env.reuse("labels"))
 
@@ -253,10 +266,9 @@ class MMOODLabels(LabelGenerator):
 
     def _generate(self, env: MethodEnv, task: str) -> LabelBank:
         ids = list(env.suite.classes)
-        requested = self.budget_per_class * len(ids)
-        budget = min(requested, self.max_budget)
+        requested, budget = self.budget(len(ids))
         meta: dict[str, Any] = {"task": task, "budget_requested": requested, "budget": budget,
-                                "prompts_hash": P.prompts_hash()}
+                                "max_budget": self.max_budget, "prompts_hash": P.prompts_hash()}
         near: list[str] = []
         far: list[str] = []
         if task in ("near", "fine-grained", "unknown"):
@@ -271,6 +283,9 @@ class MMOODLabels(LabelGenerator):
             labels = mix_labels(near, far, self.mix_ratio, env.rng("mmood-mix", self.seed))
         else:
             labels = near or far
+        # EOE's code pre-filters the final names just before scoring (near, ImageNet-20)
+        labels = apply_cosine_filter(env, labels, ids, self.template, self.cosine_filter,
+                                     self.cosine_threshold, task, meta)
         env.log(f"mmood-labels ({task}): {len(labels)} labels")
         return LabelBank(labels=labels, generator=self.name, params=self.params(),
                          source=f"{self.describer} + {self.image_generator} + {self.llm}",
