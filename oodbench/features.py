@@ -335,7 +335,8 @@ class FeatureStore:
     def texts(self, backbone: Backbone, texts: Sequence[str], ctx: RunContext) -> torch.Tensor:
         """[len(texts), D] normalised embeddings, cached by backbone and the exact texts."""
         texts = list(texts)
-        fingerprint = backbone.fingerprint()
+        # text_fingerprint: the image preprocessing (interpolation) does not change texts
+        fingerprint = backbone.text_fingerprint()
         # /2: batch-invariant text embeddings (mini text tower: equal-length batches)
         key = content_key("text-features/2", fingerprint, texts)
         path = self.cache.path("texts", key, ".npy")

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from oodbench.errors import OODBenchError, ParameterError
+from oodbench.standins import is_offline
+
+if TYPE_CHECKING:
+    from oodbench.backbones.base import Backbone
+    from oodbench.data.suite import Suite
 
 ROLES = ("label_generator", "synthesizer", "finetuners", "scorer")
+INTERPOLATIONS = ("model", "bilinear", "bicubic")
+# The resize filter of the preprocessing behind each method's published numbers, where it is not
+# the backbone's own (open_clip / OpenAI CLIP: bicubic). Read in the reference code: torchvision
+# Resize(224) (default: bilinear) -> CenterCrop(224) -> ToTensor -> CLIP mean/std in MCM
+# utils/train_eval_util.py (one eval script for MCM, energy and max-logit; MSP on CLIP logits
+# is MCM at T = 0.01), NegLabel mmcls/datasets/ood_dataset.py and EOE utils/train_eval_util.py.
+# A MethodSpec's own ``interpolation`` wins over this table ("model": the backbone's own).
+REFERENCE_INTERPOLATION = {name: "bilinear" for name in
+                           ("mcm", "msp", "maxlogit", "energy", "neglabel", "eoe")}
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,21 @@ class MethodSpec:
     finetuners: tuple[ComponentRef, ...] = ()
     # the paper the defaults follow, shown by `oodbench methods`
     reference: str = ""
+    # resize filter of the preprocessing its published numbers used, selected on real suites:
+    # "bilinear" | "bicubic" | "model" (the backbone's own) | "" (REFERENCE_INTERPOLATION)
+    interpolation: str = ""
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in ("", *INTERPOLATIONS):
+            raise OODBenchError(f"method {self.name!r}: interpolation must be one of "
+                                f"{', '.join(INTERPOLATIONS)}, got {self.interpolation!r}.")
+
+    @property
+    def reference_interpolation(self) -> str:
+        """"bilinear"/"bicubic" when the published numbers used that filter, "" when they used
+        the backbone's own preprocessing (or nothing is known)."""
+        value = self.interpolation or REFERENCE_INTERPOLATION.get(self.name, "")
+        return "" if value == "model" else value
 
     def components(self) -> list[tuple[str, str, ComponentRef]]:
         """(role, kind, ref) for every component, in execution order."""
@@ -63,7 +93,7 @@ class MethodSpec:
         def ref(r: ComponentRef | None) -> dict[str, Any] | None:
             return None if r is None else {"name": r.name, "params": dict(r.params)}
 
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
             "label_generator": ref(self.label_generator),
@@ -71,10 +101,14 @@ class MethodSpec:
             "finetuners": [ref(r) for r in self.finetuners],
             "scorer": ref(self.scorer),
         }
+        if self.interpolation:  # only when the spec sets it: existing records keep their keys
+            out["interpolation"] = self.interpolation
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "method") -> MethodSpec:
-        unknown = set(data) - {"name", "description", "reference", *ROLES, "finetuner"}
+        unknown = set(data) - {"name", "description", "reference", "interpolation", *ROLES,
+                               "finetuner"}
         if unknown:
             raise OODBenchError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {ROLES}.")
         if "scorer" not in data or "name" not in data:
@@ -88,6 +122,7 @@ class MethodSpec:
             label_generator=_opt(data.get("label_generator")),
             synthesizer=_opt(data.get("synthesizer")),
             finetuners=tuple(ComponentRef.parse(t) for t in tuners),
+            interpolation=str(data.get("interpolation") or ""),
         )
 
     @classmethod
@@ -136,3 +171,33 @@ def split_overrides(
         for target in targets:
             out[target][field_name] = value
     return out
+
+
+def backbone_params(spec: MethodSpec, suite: Suite, backbone_cls: type[Backbone],
+                    given: Mapping[str, Any]) -> dict[str, Any]:
+    """The backbone's parameters for a run: ``given`` (``--backbone-param``), plus the method's
+    reference ``interpolation`` on a real suite when the backbone has that parameter and
+    ``given`` does not set it. Offline suites and the mini backbone (no such parameter) keep
+    their preprocessing exactly."""
+    params = dict(given)
+    wanted = spec.reference_interpolation
+    if (wanted and not is_offline(suite) and "interpolation" not in params
+            and "interpolation" in backbone_cls.param_fields()):
+        params["interpolation"] = wanted
+    return params
+
+
+def preprocessing_record(backbone: Backbone, spec: MethodSpec, suite: Suite,
+                         given: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"preprocessing": {"interpolation", "chosen_by"}}`` for the record's backbone section;
+    empty for a backbone without the choice (the offline mini: its records keep their keys)."""
+    used = backbone.interpolation_used()
+    if used is None:
+        return {}
+    if "interpolation" in given:
+        chosen_by = "backbone parameter"
+    elif backbone_params(spec, suite, type(backbone), {}).get("interpolation"):
+        chosen_by = f"method {spec.name} (its reference code's preprocessing)"
+    else:
+        chosen_by = "backbone default"
+    return {"preprocessing": {"interpolation": used, "chosen_by": chosen_by}}

@@ -35,7 +35,7 @@ from oodbench.data.suite import Suite, load_suite
 from oodbench.env import MethodEnv
 from oodbench.errors import OODBenchError
 from oodbench.features import FeatureStore, Progress
-from oodbench.method import MethodSpec, split_overrides
+from oodbench.method import MethodSpec, backbone_params, preprocessing_record, split_overrides
 from oodbench.plugins import Registry
 from oodbench.results import (
     curves,
@@ -115,7 +115,8 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     real = not is_offline(suite)
     components = build_components(registry, spec, request.params, real)
     backbone_name = request.backbone or suite.backbone or "mini"
-    backbone = registry.create("backbone", backbone_name, request.backbone_params)
+    backbone = registry.create("backbone", backbone_name, backbone_params(
+        spec, suite, registry.get("backbone", backbone_name).obj, request.backbone_params))
 
     # resolve every dataset before any expensive work: missing data fails in a second
     id_images = resolve_source(suite.id_test, suite.id_name, suite.classes)
@@ -306,7 +307,8 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
         "suite": {"name": suite.name, "version": suite.version, "hash": suite.hash,
                   "task": suite.task},
         "backbone": {"name": backbone_name, "params": backbone.params(),
-                     "fingerprint": backbone.fingerprint()},
+                     "fingerprint": backbone.fingerprint(),
+                     **preprocessing_record(backbone, spec, suite, request.backbone_params)},
         "source": "offline" if offline else "real",
         "metrics": per_set,
         "groups": groups,

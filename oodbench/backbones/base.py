@@ -5,13 +5,19 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from PIL import Image
 
 from oodbench.components import Component
-from oodbench.errors import ResourceError
+from oodbench.errors import ParameterError, ResourceError
+
+# A backbone parameter (open_clip, transformers): the resize filter of the image preprocessing.
+# "model" keeps the model's own transform (open_clip and the OpenAI CLIP processor: bicubic);
+# "bilinear" is what MCM, NegLabel, CSP and EOE ran (torchvision Resize(224) -> CenterCrop(224)
+# -> CLIP mean/std); a method whose published numbers used it selects it (oodbench.method).
+Interpolation = Literal["model", "bilinear", "bicubic"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +104,16 @@ class Backbone(Component, ABC):
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         """PIL image (any mode) -> CHW float tensor, ready for ``encode_images``. Picklable."""
 
+    def interpolation_used(self) -> str | None:
+        """The resize filter ``preprocess()`` runs (``bilinear``/``bicubic``), for the result
+        record; None for a backbone without an ``interpolation`` parameter (the offline mini)."""
+        return None
+
+    def text_fingerprint(self) -> str:
+        """What the text embeddings depend on: ``fingerprint()`` without the image-side choices
+        a run can make (``interpolation``), so label banks are encoded once per model."""
+        return self.fingerprint()
+
     def tensor_preprocess(self) -> TensorPreprocess | None:
         """``preprocess()`` as a :class:`TensorPreprocess`, or None if tensor ops cannot
         reproduce it (e.g. alpha compositing, padding, an unknown step).
@@ -161,3 +177,34 @@ def encode_texts_halving(encode: Callable[[list[str]], torch.Tensor],
             torch.cuda.empty_cache()
             chunk = max(1, chunk // 2)
     return torch.cat(outputs)
+
+
+def with_interpolation(transform: Any, interpolation: str) -> Any:
+    """A torchvision ``Compose`` whose one ``Resize`` uses ``interpolation`` ("model": as is).
+
+    Everything else (size, antialiasing, crop, normalisation) is the model's own, so
+    "bilinear" on OpenAI CLIP gives Resize(224, bilinear) -> CenterCrop(224) -> CLIP mean/std.
+    """
+    if interpolation == "model":
+        return transform
+    from torchvision import transforms as T
+
+    steps = list(getattr(transform, "transforms", None) or [])
+    resizes = [i for i, step in enumerate(steps) if type(step) is T.Resize]
+    if len(resizes) != 1:
+        raise ParameterError(f"interpolation={interpolation!r}: the model's preprocessing has "
+                             f"no single Resize step to change; use interpolation=model.")
+    old = steps[resizes[0]]
+    steps[resizes[0]] = T.Resize(old.size, interpolation=T.InterpolationMode(interpolation),
+                                 max_size=old.max_size, antialias=old.antialias)
+    return T.Compose(steps)
+
+
+def resize_interpolation(transform: Any) -> str | None:
+    """The interpolation of a torchvision ``Compose``'s first ``Resize`` ("bicubic"...)."""
+    from torchvision import transforms as T
+
+    for step in getattr(transform, "transforms", None) or []:
+        if type(step) is T.Resize:
+            return str(getattr(step.interpolation, "value", step.interpolation))
+    return None

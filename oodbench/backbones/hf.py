@@ -11,7 +11,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from oodbench.backbones.base import Backbone, TensorPreprocess, encode_texts_halving
+from oodbench.backbones.base import (
+    Backbone,
+    Interpolation,
+    TensorPreprocess,
+    encode_texts_halving,
+)
 from oodbench.errors import MissingDataError, OfflineError
 from oodbench.hub import prefer_offline_when_unreachable
 
@@ -39,6 +44,7 @@ class HFCLIPBackbone(Backbone):
     model_id: str = "openai/clip-vit-base-patch16"
     revision: str = "main"
     weights: str = ""  # local folder (or hub id); overrides model_id
+    interpolation: Interpolation = "model"  # resize filter; "model" = the processor's own
 
     @property
     def source(self) -> str:
@@ -69,6 +75,11 @@ class HFCLIPBackbone(Backbone):
                 f"--weights /local/folder (--backbone-param model_id=/local/folder)."
             ) from None
         self._model = model.to(device).eval()
+        own = _resample_name(processor.image_processor.resample)
+        self._resize_tag = ""
+        if self.interpolation not in ("model", own):  # the processor resizes with this filter
+            processor.image_processor.resample = _PIL_RESAMPLE[self.interpolation]
+            self._resize_tag = f":resize={self.interpolation}"
         self._processor = processor
         self._device = device
         self._siglip = "siglip" in model.config.model_type
@@ -82,13 +93,21 @@ class HFCLIPBackbone(Backbone):
     def logit_scale(self) -> float:
         return float(self._model.logit_scale.exp().item())
 
-    def fingerprint(self) -> str:
+    def text_fingerprint(self) -> str:
         local = Path(self.source).expanduser()
         stamp = ""
         if local.exists():
             files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
             stamp = ",".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
         return f"hf:{self.source}@{self.revision}:{stamp}:processor"
+
+    def fingerprint(self) -> str:
+        """The weights and processor, and an interpolation other than the processor's own
+        (the processor's own keeps the fingerprint, and its feature caches, as before)."""
+        return self.text_fingerprint() + getattr(self, "_resize_tag", "")
+
+    def interpolation_used(self) -> str | None:
+        return _resample_name(self._processor.image_processor.resample)
 
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         return _ProcessorTransform(self._processor.image_processor)
@@ -125,6 +144,13 @@ class HFCLIPBackbone(Backbone):
 # others (crop_pct, padding, tiling...) may do more, so they get no tensor spec
 _PLAIN_PROCESSORS = ("CLIPImageProcessor", "SiglipImageProcessor")
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL.Image.Resampling values
+_PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def _resample_name(value: Any) -> str:
+    """"bilinear"/"bicubic"... from a PIL resampling enum or int, or an InterpolationMode."""
+    value = getattr(value, "value", value)
+    return value if isinstance(value, str) else _RESAMPLE.get(value, str(value))
 
 
 def _entry(mapping: Any, key: str) -> Any:

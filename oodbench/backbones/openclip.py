@@ -15,7 +15,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from oodbench.backbones.base import Backbone, TensorPreprocess, encode_texts_halving
+from oodbench.backbones.base import (
+    Backbone,
+    Interpolation,
+    TensorPreprocess,
+    encode_texts_halving,
+    resize_interpolation,
+    with_interpolation,
+)
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 
@@ -29,6 +36,7 @@ class OpenCLIPBackbone(Backbone):
     model: str = "ViT-B-16-quickgelu"
     pretrained: str = "openai"  # "" = random initialisation (timing and tests)
     weights: str = ""  # local checkpoint path; overrides `pretrained`
+    interpolation: Interpolation = "model"  # resize filter; "model" = open_clip's (bicubic)
 
     def load(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         import open_clip
@@ -51,7 +59,8 @@ class OpenCLIPBackbone(Backbone):
                                     f"{' '.join(str(exc).split())[:160]}") from None
             raise self._offline(exc) from None
         model.eval()
-        self._model, self._preprocess = model, preprocess
+        self._model, self._model_preprocess = model, preprocess
+        self._preprocess = with_interpolation(preprocess, self.interpolation)
         self._tokenizer = open_clip.get_tokenizer(self.model)
         self._device = device
 
@@ -83,12 +92,25 @@ class OpenCLIPBackbone(Backbone):
         return float(self._loaded.logit_scale.exp().item())
 
     def fingerprint(self) -> str:
+        """Weights + the transform that runs (its repr names the interpolation)."""
+        return self._fingerprint(getattr(self, "_preprocess", ""))
+
+    def text_fingerprint(self) -> str:
+        """As ``fingerprint()`` with the model's own transform: equal to it at
+        interpolation=model, and the same for every interpolation."""
+        return self._fingerprint(getattr(self, "_model_preprocess", ""))
+
+    def _fingerprint(self, transform: Any) -> str:
         weights = ""
         if self.weights:
             stat = Path(self.weights).stat()
             weights = f"{Path(self.weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        transform = repr(getattr(self, "_preprocess", ""))
-        return f"openclip:{self.model}:{self.pretrained}:{weights}:" + content_key(transform)[:16]
+        return (f"openclip:{self.model}:{self.pretrained}:{weights}:"
+                + content_key(repr(transform))[:16])
+
+    def interpolation_used(self) -> str | None:
+        _ = self._loaded
+        return resize_interpolation(self._preprocess)
 
     def preprocess(self) -> Callable[[Image.Image], torch.Tensor]:
         _ = self._loaded
@@ -106,7 +128,8 @@ class OpenCLIPBackbone(Backbone):
     def encode_images_differentiable(self, images: torch.Tensor) -> torch.Tensor:
         size = self._loaded.visual.image_size
         size = size if isinstance(size, tuple | list) else (size, size)
-        x = torch.nn.functional.interpolate(images, size=tuple(size), mode="bicubic",
+        mode = resize_interpolation(self._preprocess) or "bicubic"
+        x = torch.nn.functional.interpolate(images, size=tuple(size), mode=mode,
                                             align_corners=False, antialias=True)
         mean = torch.tensor(self._loaded.visual.image_mean or (0.48145466, 0.4578275, 0.40821073),
                             device=x.device).view(1, 3, 1, 1)
