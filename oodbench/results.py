@@ -4,7 +4,8 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
 
 * ``method``: name; ``method_spec``: the composition; ``params``: component -> parameters
 * ``suite``: name, version, hash (of the resolved suite file), task
-* ``backbone``: name, parameters, fingerprint (weights + preprocessing)
+* ``backbone``: name, parameters, fingerprint (weights + preprocessing)[, preprocessing:
+  {interpolation (the resize filter that ran), chosen_by} for backbones with that choice]
 * ``metrics``: OOD set -> {group, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood[, ci]}
 * ``groups``: near / far -> unweighted means over the group's sets
 * ``id_accuracy``, ``fpr_convention`` ("paper" or "openood"), ``source`` ("offline" | "real")
