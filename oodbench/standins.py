@@ -29,7 +29,9 @@ def with_paper_settings(cls: type[Component], params: Mapping[str, Any], real: b
     """``params`` with the paper's settings filled in for the parameters it leaves unset."""
     if not real:
         return dict(params)
-    return {**{k: v for k, v in cls.paper_settings.items() if k not in params}, **params}
+    fields = cls.param_fields()
+    paper = {k: v for k, v in cls.paper_settings.items() if k in fields and k not in params}
+    return {**paper, **params}
 
 
 def substitutions(components: Iterable[tuple[str, Component]]) -> dict[str, Any]:
@@ -38,6 +40,8 @@ def substitutions(components: Iterable[tuple[str, Component]]) -> dict[str, Any]
     for _, component in components:
         fields = component.param_fields()
         for field, paper in component.paper_settings.items():
+            if field not in fields:  # a parameter this variant hides (fixed by the variant)
+                continue
             value = getattr(component, field)
             if value != coerce(paper, fields[field], f"{component.name}.{field}"):
                 out[f"{component.name}.{field}"] = component.params()[field]
@@ -51,3 +55,14 @@ def substitution_tag(subs: Mapping[str, Any]) -> str:
         field = key.rpartition(".")[2]
         parts.append(str(value) if isinstance(value, str) else f"{field}={value}")
     return ", ".join(parts)
+
+
+def check_backend(env: Any, kind: str, name: str, params: Mapping[str, Any] | None,
+                  stand_in: str) -> None:
+    """Raise the one-line error of a generative backend that cannot be loaded here (a hub
+    model neither local nor cached, with the hub unreachable); ``stand_in`` names the setting
+    that selects the offline stand-in instead. Loads nothing."""
+    backend = env.registry.create(kind, name, dict(params or {}))
+    check = getattr(backend, "check_available", None)
+    if check is not None:
+        check(stand_in)

@@ -130,13 +130,16 @@ def test_knowledge_envisioner_on_wordnet(registry, colour_suite, tmp_path):
     except Exception as exc:
         pytest.skip(f"WordNet not installed ({exc})")
     method = tmp_path / "eoe.yaml"
-    method.write_text("name: eoe-k\nlabel_generator: {name: envision, params: {far_labels: 30}}"
+    method.write_text("name: eoe-k\nlabel_generator: {name: envision, params: {far_labels: 30, "
+                      "envisioner: knowledge}}"
                       "\nscorer: mcm\n")
     ctx = RunContext(cache_dir=tmp_path / "cache")
     record = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
     meta = record["labels"]["meta"]
     assert meta["envisioner"] == "knowledge:wordnet-3.0"
     assert 0 < record["labels"]["count"] <= 30
+    # real data: the WordNet envisioner stands in for the paper's LLM, and the record says so
+    assert record["substitutions"] == {"envision.envisioner": "knowledge"}
     fine = run(RunRequest(str(method), str(colour_suite), params={"task": "fine-grained"}), ctx,
                registry)
     assert fine["labels"]["count"] > 0
@@ -391,7 +394,7 @@ def test_family_generator_serves_another_method_and_the_labels_cli(registry, col
     _wordnet_or_skip()
     method = tmp_path / "near.yaml"
     method.write_text("name: my-near\nlabel_generator: {name: envision-near, params: "
-                      "{generations: 1}}\nscorer: mcm\n")
+                      "{generations: 1, envisioner: knowledge}}\nscorer: mcm\n")
     ctx = RunContext(cache_dir=tmp_path / "cache")
     record = run(RunRequest(str(method), str(colour_suite)), ctx, registry)
     assert record["labels"]["generator"] == "envision-near"

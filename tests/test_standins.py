@@ -82,3 +82,23 @@ def test_offline_suites_keep_the_component_defaults():
                                                                       "n": 3}
     assert substitution_tag({"s.inpainter": "mini-diffusion", "s.per_class": 4}) == \
         "mini-diffusion, per_class=4"
+
+
+def test_eoe_on_real_data_without_an_llm_stops_in_one_line(registry, colour_suite, tmp_path,
+                                                            monkeypatch):
+    """EOE's paper setting is an LLM: with none loadable here the run names the model, how to
+    give a local copy, and the parameter that selects the offline stand-in."""
+    from oodbench.errors import OfflineError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    plugin = pytest.importorskip("oodbench_mmood.plugin")  # registers the eoe method
+    registry.add_plugin(plugin, "mmood", "oodbench-mmood")
+    with pytest.raises(OfflineError) as info:
+        run(RunRequest("eoe", str(colour_suite)), RunContext(cache_dir=tmp_path / "c"),
+            registry)
+    message = str(info.value)
+    assert "\n" not in message and "Qwen/Qwen2.5-1.5B-Instruct" in message
+    assert "model=PATH" in message and "-p label_generator.envisioner=knowledge" in message
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").rglob("*.npy"))

@@ -16,6 +16,7 @@ from oodbench.labels.synonyms import (
     drop_embedding_near,
     drop_wordnet_synonyms,
 )
+from oodbench.standins import check_backend
 from oodbench.types import LabelBank
 
 TASKS = ("far", "near", "fine-grained")
@@ -134,9 +135,18 @@ class EnvisionLabels(LabelGenerator):
     template: str = "a photo of a {}"
     llm_params: dict = dataclasses.field(default_factory=dict)
 
+    # on real data an LLM envisions (EOE used GPT-3.5-turbo: give it with
+    # envisioner=openai-endpoint); the WordNet envisioner is the offline stand-in
+    paper_settings: ClassVar[dict[str, Any]] = {"envisioner": "transformers-llm"}
+
     def __post_init__(self) -> None:
         check_generations(self.generations)
         P.cosine_filter_applies(self.cosine_filter, "far", "")  # checks the mode
+
+    def preflight(self, env: MethodEnv) -> None:
+        if self.envisioner != "knowledge":
+            check_backend(env, "text_generator", self.envisioner, self.llm_params,
+                          "-p label_generator.envisioner=knowledge")
 
     def generate(self, env: MethodEnv) -> LabelBank:
         envisioner = make_envisioner(env, self.envisioner, self.llm_params, self.per_turn,

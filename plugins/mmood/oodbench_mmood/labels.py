@@ -44,6 +44,7 @@ from oodbench.generative.labels import (
 )
 from oodbench.interfaces import LabelGenerator
 from oodbench.labels.bank import cached_bank
+from oodbench.standins import check_backend
 from oodbench.types import LabelBank
 
 TASKS = ("far", "near", "fine-grained", "unknown")
@@ -124,6 +125,24 @@ class MMOODLabels(LabelGenerator):
     def __post_init__(self) -> None:
         check_generations(self.generations)
         P.cosine_filter_applies(self.cosine_filter, "far", "")  # checks the mode
+
+    # on real data: the paper's kinds of model (an LLM, an MLLM, Stable Diffusion 1.5); the
+    # WordNet envisioner, the vocabulary describer and mini-diffusion are offline stand-ins
+    paper_settings: ClassVar[dict[str, Any]] = {
+        "llm": "transformers-llm", "describer": "transformers-mllm",
+        "image_generator": "diffusers-txt2img"}
+
+    def preflight(self, env: MethodEnv) -> None:
+        task = env.suite.task if self.task == "auto" else self.task
+        check_backend(env, "image_describer", self.describer, {},
+                      "-p label_generator.describer=vocabulary")
+        if task in ("far", "unknown"):
+            if self.llm != "knowledge":
+                check_backend(env, "text_generator", self.llm, self.llm_params,
+                              "-p label_generator.llm=knowledge")
+            check_backend(env, "image_generator", self.image_generator,
+                          self.image_generator_params,
+                          "-p label_generator.image_generator=mini-diffusion-fast")
 
     def budget(self, n_classes: int) -> tuple[int, int]:
         """(requested, used) far budget: L = ``budget_per_class`` x K, then ``max_budget``."""

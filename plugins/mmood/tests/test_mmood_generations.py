@@ -173,7 +173,7 @@ def _images_of(suite_dir, *parts) -> set[str]:
 
 def test_mmood_generations_never_show_evaluation_images(mm_registry, colour_suite, tmp_path):
     ctx = RunContext(cache_dir=tmp_path / "cache")
-    params = {"describer": "recording-mllm", "image_generator": "seed-shade",
+    params = {"describer": "recording-mllm", "image_generator": "seed-shade", "llm": "knowledge",
               "task": "unknown", "budget_per_class": "2", "images_per_class": "1"}
     record = run(RunRequest("mmood", str(colour_suite), params=params), ctx, mm_registry)
     block = record["generations"]

@@ -270,7 +270,7 @@ def test_branch_generators_alone_with_the_synonym_filter(mm_registry, colour_sui
     vocab = run_with("mmood-near", describer="vocabulary", describer_params={"top_k": 1})
     assert vocab["meta"]["near_raw"] == 3  # 1 train image x 3 classes x top_k 1
     far = run_with("mmood-far", describer="fake-mllm", image_generator="fake-diffusion",
-                   budget_per_class=2)
+                   llm="knowledge", budget_per_class=2)
     whole = run(_request(colour_suite, task="far", budget_per_class=2), ctx, mm_registry)
     assert far["meta"]["task"] == "far" and "synonyms_dropped_wordnet" not in far["meta"]
     assert far["count"] == whole["labels"]["count"] > 0  # the same branch as mmood-labels'
