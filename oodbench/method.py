@@ -18,14 +18,6 @@ if TYPE_CHECKING:
 
 ROLES = ("label_generator", "synthesizer", "finetuners", "scorer")
 INTERPOLATIONS = ("model", "bilinear", "bicubic")
-# The resize filter of the preprocessing behind each method's published numbers, where it is not
-# the backbone's own (open_clip / OpenAI CLIP: bicubic). Read in the reference code: torchvision
-# Resize(224) (default: bilinear) -> CenterCrop(224) -> ToTensor -> CLIP mean/std in MCM
-# utils/train_eval_util.py (one eval script for MCM, energy and max-logit; MSP on CLIP logits
-# is MCM at T = 0.01), NegLabel mmcls/datasets/ood_dataset.py and EOE utils/train_eval_util.py.
-# A MethodSpec's own ``interpolation`` wins over this table ("model": the backbone's own).
-REFERENCE_INTERPOLATION = {name: "bilinear" for name in
-                           ("mcm", "msp", "maxlogit", "energy", "neglabel", "eoe")}
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,9 @@ class MethodSpec:
     # the paper the defaults follow, shown by `oodbench methods`
     reference: str = ""
     # resize filter of the preprocessing its published numbers used, selected on real suites:
-    # "bilinear" | "bicubic" | "model" (the backbone's own) | "" (REFERENCE_INTERPOLATION)
+    # "bilinear" | "bicubic" | "model" or "" (the backbone's own). MCM, NegLabel and EOE
+    # resize with torchvision's default bilinear Resize(224) -> CenterCrop(224); open_clip and
+    # OpenAI CLIP use bicubic.
     interpolation: str = ""
 
     def __post_init__(self) -> None:
@@ -75,8 +69,7 @@ class MethodSpec:
     def reference_interpolation(self) -> str:
         """"bilinear"/"bicubic" when the published numbers used that filter, "" when they used
         the backbone's own preprocessing (or nothing is known)."""
-        value = self.interpolation or REFERENCE_INTERPOLATION.get(self.name, "")
-        return "" if value == "model" else value
+        return "" if self.interpolation == "model" else self.interpolation
 
     def components(self) -> list[tuple[str, str, ComponentRef]]:
         """(role, kind, ref) for every component, in execution order."""

@@ -78,9 +78,10 @@ def test_a_method_file_can_declare_its_interpolation(tmp_path):
     spec = MethodSpec.from_dict({"name": "x", "scorer": "mcm", "interpolation": "bilinear"})
     assert spec.reference_interpolation == "bilinear"
     assert spec.to_dict()["interpolation"] == "bilinear"
-    # "model" opts a method out of the table
+    # "model" (or nothing) keeps the backbone's own preprocessing
     assert MethodSpec.from_dict({"name": "mcm", "scorer": "mcm",
                                  "interpolation": "model"}).reference_interpolation == ""
+    assert MethodSpec.from_dict({"name": "x", "scorer": "mcm"}).reference_interpolation == ""
     with pytest.raises(OODBenchError, match="interpolation must be one of"):
         MethodSpec.from_dict({"name": "x", "scorer": "mcm", "interpolation": "nearest"})
 

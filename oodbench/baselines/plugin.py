@@ -11,6 +11,11 @@ from oodbench.method import ComponentRef, MethodSpec
 SCORERS = (MCMScorer, MSPScorer, MaxLogitScorer, EnergyScorer)
 LABEL_SCORERS = (NegLabelScorer,)
 
+# The published numbers of MCM (one eval script for MCM, energy and max-logit; MSP is MCM at
+# T = 0.01) and NegLabel were computed with torchvision's default bilinear Resize(224) ->
+# CenterCrop(224) (MCM utils/train_eval_util.py, NegLabel mmcls/datasets/ood_dataset.py)
+REFERENCE_INTERPOLATION = "bilinear"
+
 REFERENCES = {
     "mcm": "Ming et al., Delving into OOD Detection with Vision-Language Representations, "
            "NeurIPS 2022",
@@ -33,8 +38,10 @@ def register_methods(register: Register) -> None:
     for scorer in SCORERS:
         register(MethodSpec(name=scorer.name, scorer=ComponentRef(scorer.name),
                             description=scorer.description,
-                            reference=REFERENCES.get(scorer.name, "")))
+                            reference=REFERENCES.get(scorer.name, ""),
+                            interpolation=REFERENCE_INTERPOLATION))
     register(MethodSpec(name="neglabel", scorer=ComponentRef("neglabel"),
                         label_generator=ComponentRef("neglabel-mining"),
                         description="NegLabel: WordNet negatives mined far from the ID labels, "
-                                    "grouped softmax score.", reference=REFERENCES["neglabel"]))
+                                    "grouped softmax score.", reference=REFERENCES["neglabel"],
+                        interpolation=REFERENCE_INTERPOLATION))

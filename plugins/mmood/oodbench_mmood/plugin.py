@@ -42,6 +42,7 @@ def register_methods(register: Register) -> None:
         label_generator=ComponentRef("envision"),
         scorer=ComponentRef("eoe"),
         reference=EOE_REFERENCE,
+        interpolation="bilinear",  # EOE utils/train_eval_util.py: torchvision Resize(224)
     ))
     register(MethodSpec(
         name="mmood",
