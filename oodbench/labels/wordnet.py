@@ -42,12 +42,18 @@ class Synset:
     gloss: str
 
 
+# (package, version, local file name, sha256, Debian source package = its pool folder)
 WORDNET_PACKAGE = ("wordnet-base", "1:3.0-37", "wordnet-base_1%3a3.0-37_all.deb",
-                   "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752")
+                   "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752", "wordnet")
 
 
-def fetch_wordnet(force: bool = False) -> Path:
-    """Download Debian's wordnet-base (6.5 MB) and unpack it under ``<data>/wordnet``."""
+def fetch_wordnet(force: bool = False, progress=None) -> Path:
+    """Download Debian's wordnet-base (6.5 MB) and unpack it under ``<data>/wordnet``.
+
+    Straight from the Debian mirror (``OODBENCH_DEBIAN_MIRROR``) over HTTP(S), unpacked in
+    pure Python (see :mod:`oodbench.mini.fetch`); ``apt-get download`` only as a fallback.
+    ``progress(done, total)``, if given, is called with the bytes downloaded.
+    """
     import shutil
     import tempfile
 
@@ -59,7 +65,7 @@ def fetch_wordnet(force: bool = False) -> Path:
     pkg = Package(WORDNET_PACKAGE[0], "apt", *WORDNET_PACKAGE[1:])
     downloads = data_dir() / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    archive = download(pkg, downloads)
+    archive = download(pkg, downloads, progress)
     tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=data_dir()))
     try:
         unpack(pkg, archive, tmp)
