@@ -109,8 +109,9 @@ def run(
     seed: int = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs (0 = off).")]
         = 0,
-    fpr_convention: Annotated[str, typer.Option(help="paper (ID recall 95%) or openood.")] =
-        "paper",
+    fpr_convention: Annotated[str | None, typer.Option(
+        help="paper (ID recall 95%) or openood; default: the suite's fpr_convention, else "
+             "paper.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     rerun_from: Annotated[str | None, typer.Option(
         "--rerun-from", help="Recompute this stage and the later ones instead of reusing their "
@@ -126,6 +127,10 @@ def run(
         from oodbench.runner import run as run_benchmark
         from oodbench.types import RunContext
 
+        if fpr_convention is None:  # the suite's own convention (imagenet-openood: openood)
+            from oodbench.runner import resolve_suite
+
+            fpr_convention = resolve_suite(_registry(), suite).fpr_convention or "paper"
         if fpr_convention not in ("paper", "openood"):
             raise OODBenchError("--fpr-convention must be 'paper' or 'openood'.")
         dev = RunContext.resolve_device(device)
@@ -352,9 +357,12 @@ def _manifest_status(source: dict[str, Any], dataset: str,
 
 @suites_app.command("show")
 def suites_show(name: str) -> None:
-    """Show a suite: its datasets, which are present, and how to obtain missing ones."""
+    """Show a suite: its datasets, which are present, and how to obtain missing ones.
+
+    Downloads nothing: Hugging Face sets are looked up in the local caches only.
+    """
     with user_errors():
-        from oodbench.data.sources import resolve_source
+        from oodbench.data.sources import probe_source
         from oodbench.runner import resolve_suite
 
         suite = resolve_suite(_registry(), name)
@@ -369,8 +377,8 @@ def suites_show(name: str) -> None:
             table.add_column(col)
         for dataset, role, source, classes in _suite_sets(suite):
             try:
-                images = resolve_source(source, dataset, classes)
-                status = f"[green]present[/]: {len(images)} images"
+                count = probe_source(source, dataset, classes)
+                status = f"[green]present[/]: {count} images"
             except OODBenchError as exc:
                 status = f"[red]missing[/]: {exc}"
             table.add_row(dataset, role, str(source.get("type")), status,
@@ -484,15 +492,126 @@ def suites_verify(name: str, set_name: SetOption = None, workers: WorkersOption 
             raise typer.Exit(1)
 
 
+def _layout(source: dict[str, Any], classes: tuple[str, ...] | None) -> str:
+    """The folder layout an image-folder source expects here, ``${data}`` written out."""
+    from oodbench.data.sources import expand
+
+    root = expand(str(source.get("root", "")))
+    dirs = source.get("class_dirs")
+    if classes is not None:
+        dirs = dirs or list(classes)
+        shown = "one folder per class, sorted by name" if dirs == "sorted" else \
+            f"{len(dirs)} class folders: {', '.join(map(str, dirs[:3]))}" + \
+            (", ..." if len(dirs) > 3 else "")
+        layout = f"{root}/<class folder>/<images> ({shown})"
+    elif isinstance(dirs, list):
+        layout = f"{root}/<folder>/<images> (the folders {', '.join(map(str, dirs[:3]))}" + \
+            (", ...)" if len(dirs) > 3 else ")")
+    else:
+        layout = f"{root}/<images> (sub-folders allowed)"
+    if source.get("expected_count"):
+        layout += f", {int(source['expected_count'])} images"
+    if source.get("imglist"):
+        base = expand(str(source.get("imglist_root") or source.get("root", "")))
+        layout = (f"the list {expand(str(source['imglist']))} with each listed image under "
+                  f"{base}/; without the list: {layout}")
+    return layout
+
+
+def _fuller_hint(source: dict[str, Any], registry: Any) -> str:
+    """The source's obtain hint; a bare "see SUITE" is replaced by that suite's hint for the
+    same folder, so every hint names the source and the command."""
+    import re
+
+    from oodbench.data.sources import obtain_hint
+    from oodbench.runner import resolve_suite
+
+    hint = obtain_hint(source)
+    other = re.fullmatch(r"see ([\w.-]+)", hint.strip())
+    if other is None:
+        return hint
+    try:
+        sets = _suite_sets(resolve_suite(registry, other.group(1)))
+    except OODBenchError:
+        return hint
+    for _, _, candidate, _ in sets:
+        if candidate.get("root") == source.get("root") and candidate.get("obtain"):
+            return obtain_hint(candidate)
+    return hint
+
+
+@data_app.command("fetch")
+def data_fetch(
+    suite: Annotated[str, typer.Argument(help="Suite name or YAML file.")],
+    train: Annotated[bool, typer.Option(
+        "--train/--no-train", help="Also the ID train set (used by methods that learn from ID "
+                                   "images).")] = True,
+) -> None:
+    """Download a suite's data: Hugging Face sets (only the splits it reads) and the offline
+    world; for sets that must be downloaded by hand, print the source, command and layout."""
+    with user_errors():
+        from rich.markup import escape
+
+        from oodbench.data.sources import fetch_hf_split, probe_source
+        from oodbench.runner import resolve_suite
+
+        registry = _registry()
+        chosen = resolve_suite(registry, suite)
+        rows = [row for row in _suite_sets(chosen) if train or row[1] != "ID train"]
+        hub: dict[tuple[str, str | None, str], list[str]] = {}
+        offline: list[str] = []
+        manual: list[SuiteSet] = []
+        for row in rows:
+            source = row[2]
+            if source.get("type") == "hf":
+                key = (str(source.get("id")), source.get("config"),
+                       str(source.get("split", "test")))
+                hub.setdefault(key, []).append(row[0])
+            elif source.get("type") == "offline":
+                offline.append(row[0])
+            else:
+                manual.append(row)
+        if offline:
+            from oodbench.mini.fetch import fetch_offline
+
+            with _progress() as phase:
+                path = fetch_offline(progress_for=lambda label: _lazy_phase(phase, label))
+            console.print(f"offline world ready: {path} ({', '.join(offline)})", highlight=False)
+        for (dataset_id, config, split), names in hub.items():
+            what = fetch_hf_split(dataset_id, config, split, log=_log)
+            console.print(f"{dataset_id} ({split}) for {', '.join(names)}: {what}",
+                          highlight=False)
+        by_hand = 0
+        for dataset, role, source, classes in manual:
+            try:
+                count = probe_source(source, dataset, classes)
+            except OODBenchError as exc:
+                by_hand += 1
+                console.print(f"[bold]{escape(dataset)}[/] ({role}): [red]download by hand[/]\n"
+                              f"  how: {escape(_fuller_hint(source, registry))}\n"
+                              f"  layout: {escape(_layout(source, classes))}\n"
+                              f"  now: {escape(str(exc).split(' To obtain it:')[0])}",
+                              soft_wrap=True, highlight=False)
+                continue
+            console.print(f"{escape(dataset)} ({role}): [green]present[/], {count} images",
+                          highlight=False)
+        done = f"{chosen.name}: {len(rows) - by_hand} of {len(rows)} set(s) ready"
+        console.print(done + (f"; {by_hand} to download by hand (above), then check with "
+                              f"`oodbench suites show {suite}`" if by_hand else ""),
+                      soft_wrap=True, highlight=False)
+
+
 @data_app.command("fetch-offline")
 def data_fetch_offline(
     force: Annotated[bool, typer.Option(help="Rebuild even if present.")] = False,
 ) -> None:
-    """Download the offline mini world's packages (apt, npm) and build its image catalogue."""
+    """Download the offline mini world's packages (Debian, npm) and build its image catalogue."""
     with user_errors():
         from oodbench.mini.fetch import fetch_offline
 
-        path = fetch_offline(force=force)
+        with _progress() as phase:
+            path = fetch_offline(force=force,
+                                 progress_for=lambda label: _lazy_phase(phase, label))
         console.print(f"offline data ready: {path}")
 
 
@@ -502,7 +621,10 @@ def data_fetch_wordnet(force: Annotated[bool, typer.Option(help="Re-download.")]
     with user_errors():
         from oodbench.labels.wordnet import fetch_wordnet
 
-        console.print(f"WordNet ready: {fetch_wordnet(force=force)}")
+        with _progress() as phase:
+            path = fetch_wordnet(force=force,
+                                 progress=_lazy_phase(phase, "downloading wordnet-base"))
+        console.print(f"WordNet ready: {path}")
 
 
 @data_app.command("fetch-llm")

@@ -4,10 +4,18 @@ Source specs are small mappings in suite files:
 
 * ``{type: imagefolder, root: PATH, class_dirs: [...]}``: images under ``root``; for an ID set
   the sub-folder of each class (``class_dirs`` aligned with the suite's classes, default the
-  class names); for an OOD set every image below ``root``. ``${data}`` expands to the data dir.
+  class names); for an OOD set every image below ``root`` (symlinked sub-folders are
+  followed). ``${data}`` expands to the data dir. With ``imglist: FILE`` (and optionally
+  ``imglist_root: DIR``, default ``root``) and that file present, the set is exactly the images
+  the list names, one ``<path relative to imglist_root> <label>`` per line (OpenOOD v1.5's
+  ``benchmark_imglist`` format; the label is the class index for an ID set): every listed image
+  must exist and ``expected_count`` is not applied. Without the file, the folder as above.
 * ``{type: offline, split: test, select: {concept|category: [...]}}``: the offline mini world.
 * ``{type: hf, id: DATASET_ID, split: SPLIT, image: image, label: label, labels: [...]}``: a
-  Hugging Face ``datasets`` dataset (the hub, or its local cache with ``HF_HUB_OFFLINE=1``).
+  Hugging Face ``datasets`` dataset. ``oodbench data fetch SUITE`` downloads only the split's
+  files into the HF hub cache and records them under ``<data>/hf/``; a run then reads those
+  files with no network. Without that record: ``datasets.load_dataset`` (the hub, or its local
+  cache with ``HF_HUB_OFFLINE=1``).
   ``labels`` are the dataset's label ids of the suite's classes, in the suite's class order. For
   an ID set the suite's class names are checked against the dataset's ``ClassLabel`` names when
   it loads (case, ``_`` / space and a ``001.`` prefix aside): a swapped or shifted list stops
@@ -26,11 +34,14 @@ run is too slow); ``oodbench suites verify`` hashes the contents.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +58,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 # keys that check or locate a copy without changing which images are read: never in the key
 # (``_suite`` is set by the suite parser beside ``manifest``, for the verify command hint)
 CHECK_KEYS = ("obtain", "expected_count", "manifest", "_suite")
+IMGLIST_KEYS = ("imglist", "imglist_root")
 Progress = Callable[[int, int], None]
 
 
@@ -103,35 +115,136 @@ def resolve_source(spec: dict[str, Any], name: str, classes: Sequence[str] | Non
     )
 
 
+def obtain_hint(spec: dict[str, Any]) -> str:
+    """The source's ``obtain`` text with ``${data}`` written out as this machine's data dir."""
+    suite = spec.get("_suite", "<suite>")
+    how = spec.get("obtain") or f"see `oodbench suites show {suite}`"
+    return str(how).replace("${data}", str(data_dir()))
+
+
 def _missing(spec: dict[str, Any], name: str, what: str) -> MissingDataError:
-    how = spec.get("obtain") or "see `oodbench suites show <suite>`"
-    return MissingDataError(f"Dataset {name!r} is missing: {what}. To obtain it: {how}")
+    return MissingDataError(f"Dataset {name!r} is missing: {what}. To obtain it: "
+                            f"{obtain_hint(spec)}")
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Every file below ``root``, following symlinked folders (a class folder linked in from
+    another disk is common) but never into a folder that is already on the current path (a
+    link back up would loop forever). Paths keep the links' names, relative to ``root``."""
+    def key(path: Path) -> tuple[int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:  # a broken link
+            return None
+        return st.st_dev, st.st_ino
+
+    stack: list[tuple[Path, frozenset[tuple[int, int]]]] = []
+    top = key(root)
+    if top is not None:
+        stack.append((root, frozenset({top})))
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # unreadable folder: as rglob, skip it
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                continue
+            if not is_dir:
+                yield path
+                continue
+            ident = key(path)
+            if ident is not None and ident not in ancestors:
+                stack.append((path, ancestors | {ident}))
 
 
 def _list_images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files below ``root`` (symlinked sub-folders included), sorted as paths."""
+    return sorted(p for p in _walk_files(root) if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _files_fingerprint(spec: dict[str, Any], files: Sequence[Path], root: Path,
                        labels: np.ndarray) -> str:
     # path + size per file: cheap on 50k images yet catches added, removed and replaced files
     entries = [(str(f.relative_to(root)), f.stat().st_size) for f in files]
-    described = {k: v for k, v in spec.items() if k not in CHECK_KEYS}
+    # an image list that is not here does not change which images are read
+    unused = () if image_list(spec) else IMGLIST_KEYS
+    described = {k: v for k, v in spec.items() if k not in CHECK_KEYS and k not in unused}
     return content_key(described, entries, labels.tolist())
 
 
 def _check_count(spec: dict[str, Any], name: str, found: int, where: str) -> None:
     expected = spec.get("expected_count")
     if expected is not None and int(expected) != found:
-        how = spec.get("obtain") or "see `oodbench suites show <suite>`"
         raise MissingDataError(
             f"Dataset {name!r} has {found} images {where}, expected {int(expected)} (an "
-            f"incomplete download or extra files); fix the copy. To obtain it: {how}")
+            f"incomplete download or extra files); fix the copy. To obtain it: "
+            f"{obtain_hint(spec)}")
+
+
+def image_list(spec: dict[str, Any]) -> tuple[Path, Path] | None:
+    """(list file, image root) when the source names an ``imglist`` that exists here."""
+    if not spec.get("imglist"):
+        return None
+    listing = expand(str(spec["imglist"]))
+    if not listing.is_file():
+        return None
+    return listing, expand(str(spec.get("imglist_root") or spec.get("root", "")))
+
+
+def read_image_list(listing: Path, base: Path, name: str, classes: Sequence[str] | None,
+                    spec: dict[str, Any] | None = None) -> tuple[list[Path], list[int]]:
+    """Files and labels of an OpenOOD-style list: ``<path relative to base> <label>`` a line.
+
+    For an ID set the label is the suite's class index; for an OOD set it is ignored (-1).
+    Every listed image must exist: a partial copy stops with one line.
+    """
+    files: list[Path] = []
+    labels: list[int] = []
+    for number, line in enumerate(listing.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        rel, _, extra = line.partition(" ")
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise OODBenchError(f"Dataset {name!r}: image list {listing} line {number} is not a "
+                                f"relative path: {rel!r}.")
+        label = -1
+        if classes is not None:
+            try:
+                label = int(extra.split()[0])
+            except (IndexError, ValueError):
+                label = -2
+            if not 0 <= label < len(classes):
+                raise OODBenchError(
+                    f"Dataset {name!r}: image list {listing} line {number} has label "
+                    f"{extra.strip()[:20]!r}, not a class index 0-{len(classes) - 1} of the "
+                    f"suite's classes.")
+        files.append(base / rel)
+        labels.append(label)
+    absent = [f for f in files if not f.is_file()]
+    if absent:
+        how = obtain_hint(spec) if spec else "see `oodbench suites show <suite>`"
+        raise MissingDataError(
+            f"Dataset {name!r}: {len(absent)} of the {len(files)} images listed in {listing} "
+            f"are missing under {base} (first: {absent[0].relative_to(base).as_posix()}); "
+            f"complete the copy. To obtain it: {how}")
+    return files, labels
 
 
 def folder_files(spec: dict[str, Any], name: str,
                  classes: Sequence[str] | None) -> tuple[Path, list[Path], list[int]]:
-    """Root, files and labels an imagefolder source selects (no files when root is absent)."""
+    """Root, files and labels an imagefolder source selects (no files when root is absent).
+
+    With an ``imglist`` present here, exactly the listed images (root = ``imglist_root``).
+    """
+    listed = image_list(spec)
+    if listed is not None:
+        return (listed[1], *read_image_list(listed[0], listed[1], name, classes, spec))
     root = expand(str(spec.get("root", "")))
     files: list[Path] = []
     labels: list[int] = []
@@ -168,7 +281,8 @@ def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
             raise MissingDataError(
                 f"Dataset {name!r} under {root} does not match its manifest: {diff.summary()}; "
                 f"check the copy with `{verify_command(spec, name)}`.")
-    _check_count(spec, name, len(files), f"under {root}")
+    if image_list(spec) is None:  # a list defines its set: every listed image was checked
+        _check_count(spec, name, len(files), f"under {root}")
     label_array = np.asarray(labels, dtype=np.int64)
     return ImageList(name, [str(f) for f in files], label_array,
                      _files_fingerprint(spec, files, root, label_array))
@@ -344,35 +458,116 @@ def check_class_names(ds: Any, label_col: str, wanted: Sequence[int] | None,
                 f"calls it {ours!r} (suite class {index}); {fix}.")
 
 
-def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
-    dataset_id = str(spec.get("id", ""))
-    split = str(spec.get("split", "test"))
+# -- Hugging Face sources ----------------------------------------------------------------------
+# a data file of a hub dataset as `datasets` resolves it: hf://datasets/ID@REV/PATH or, for the
+# hub's parquet export, https://huggingface.co/datasets/ID/resolve/REV/PATH
+_HF_FILE = re.compile(r"^(?:hf://datasets/(?P<repo>[^@]+)@(?P<rev>[^/]+)/"
+                      r"|https?://[^/]+/datasets/(?P<repo2>.+?)/resolve/(?P<rev2>[^/]+)/)"
+                      r"(?P<path>.+)$")
+
+
+def _fetch_hint(spec: dict[str, Any]) -> str:
+    suite = spec.get("_suite") or "SUITE"
+    hint = (f"fetch it with `oodbench data fetch {suite}` where the hub is reachable (offline: "
+            f"copy the Hugging Face hub cache and {data_dir() / 'hf'} from such a machine)")
+    how = spec.get("obtain")
+    return hint if not how or "oodbench data fetch" in str(how) else \
+        f"{hint}; or: {obtain_hint(spec)}"
+
+
+def hf_record_path(dataset_id: str, config: str | None, split: str) -> Path:
+    """Where ``oodbench data fetch`` records which hub files make up one split."""
+    return (data_dir() / "hf" / dataset_id.replace("/", "--") / str(config or "default")
+            / f"{split}.json")
+
+
+def hf_fetched(dataset_id: str, config: str | None,
+               split: str) -> tuple[dict[str, Any], list[Path]] | None:
+    """The record of a fetched split and its files in the HF hub cache, or None when they are
+    not all here. Looks at local files only: never a network call."""
+    path = hf_record_path(dataset_id, config, split)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    files: list[Path] = []
+    for rel in record.get("files") or []:
+        found = try_to_load_from_cache(record["repo"], rel, revision=record["revision"],
+                                       repo_type="dataset")
+        if not isinstance(found, str):
+            return None
+        files.append(Path(found))
+    return (record, files) if files else None
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """``HF_HUB_OFFLINE=1`` for the HF libraries inside the block (caches only), then restored."""
+    import importlib
+
+    saved_env = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    saved: list[tuple[Any, Any]] = []
+    for module_name in ("huggingface_hub.constants", "datasets.config"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        saved.append((module, module.HF_HUB_OFFLINE))
+        module.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for module, value in saved:
+            module.HF_HUB_OFFLINE = value
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
+
+
+def _load_fetched(record: dict[str, Any], files: Sequence[Path]) -> Any:
+    """The fetched split's files as a ``datasets`` Dataset (local files: no network)."""
+    import datasets
+
+    features = datasets.Features.from_dict(record["features"]) if record.get("features") \
+        else None
+    with hub_offline():
+        return datasets.load_dataset(record.get("loader", "parquet"),
+                                     data_files={record["split"]: [str(f) for f in files]},
+                                     split=record["split"], features=features)
+
+
+def _load_hub(spec: dict[str, Any], name: str, dataset_id: str, split: str) -> Any:
+    """``datasets.load_dataset`` of the hub id (prepares every split of the dataset)."""
     prefer_offline_when_unreachable()  # no minute of retries when there is no network
     try:
         import datasets
     except ImportError:
-        raise MissingDataError("The `datasets` package is needed: pip install datasets") from None
+        raise MissingDataError("The `datasets` package is missing: reinstall oodbench "
+                               "(`pip install -e .`).") from None
     try:
-        ds = datasets.load_dataset(dataset_id, spec.get("config"), split=split)
+        return datasets.load_dataset(dataset_id, spec.get("config"), split=split)
     except (ConnectionError, OSError, ValueError) as exc:
         text = str(exc).lower()
         if "offline" in text or "connect" in text or "reach" in text or \
                 os.environ.get("HF_HUB_OFFLINE"):
-            how = spec.get("obtain") or ("download it on a machine with hub access (HF_HOME "
-                                         "cache) or use an imagefolder source")
             raise OfflineError(
                 f"Dataset {name!r}: cannot load Hugging Face dataset {dataset_id!r} "
-                f"(split {split}) offline and it is not in the local cache; {how}."
+                f"(split {split}) offline and it is not in the local cache; "
+                f"{_fetch_hint(spec)}."
             ) from None
         raise _missing(spec, name, f"Hugging Face dataset {dataset_id!r}: {exc}") from None
-    image_col = str(spec.get("image", "image"))
-    label_col = spec.get("label", "label")
-    if classes is not None and label_col:
-        check_class_names(ds, str(label_col), spec.get("labels"), classes, name, dataset_id)
-    labels = np.full(len(ds), -1, dtype=np.int64)
-    keep = np.arange(len(ds))
-    if label_col and label_col in ds.column_names:
-        raw = np.asarray(ds[label_col])
+
+
+def _selection(spec: dict[str, Any], raw: np.ndarray | None, total: int,
+               classes: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows kept (by ``labels:``) and their suite labels (-1 for an OOD set)."""
+    labels = np.full(total, -1, dtype=np.int64)
+    keep = np.arange(total)
+    if raw is not None:
         wanted = spec.get("labels")  # dataset label ids of the classes, aligned with `classes`
         if wanted is not None:
             mapping = {int(w): i for i, w in enumerate(wanted)}
@@ -383,8 +578,123 @@ def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
             labels = raw.astype(np.int64)
     if classes is None:
         labels = np.full(len(keep), -1, dtype=np.int64)
+    return keep, labels
+
+
+def _huggingface(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
+    dataset_id = str(spec.get("id", ""))
+    split = str(spec.get("split", "test"))
+    fetched = hf_fetched(dataset_id, spec.get("config"), split)
+    if fetched is not None:
+        record, files = fetched
+        try:
+            ds = _load_fetched(record, files)
+        except (OSError, ValueError) as exc:
+            raise _missing(spec, name, f"the fetched files of Hugging Face dataset "
+                                       f"{dataset_id!r} ({split}) do not load: "
+                                       f"{' '.join(str(exc).split())[:200]}") from None
+        identity: Any = ["fetched", record["revision"], record["files"]]
+    else:
+        ds = _load_hub(spec, name, dataset_id, split)
+        identity = getattr(ds, "_fingerprint", "")
+    image_col = str(spec.get("image", "image"))
+    label_col = spec.get("label", "label")
+    if classes is not None and label_col:
+        check_class_names(ds, str(label_col), spec.get("labels"), classes, name, dataset_id)
+    raw = np.asarray(ds[label_col]) if label_col and label_col in ds.column_names else None
+    keep, labels = _selection(spec, raw, len(ds), classes)
     _check_count(spec, name, len(keep), f"in Hugging Face dataset {dataset_id!r} ({split})")
     ds = ds.select(keep.tolist()) if len(keep) != len(ds) else ds
     keys = [f"hf://{dataset_id}/{split}/{int(i)}" for i in keep]
-    fingerprint = content_key(dataset_id, split, getattr(ds, "_fingerprint", ""), keep.tolist())
+    fingerprint = content_key(dataset_id, split, identity, keep.tolist())
     return ImageList(name, keys, labels[: len(keys)], fingerprint, ds, image_col)
+
+
+def probe_source(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> int:
+    """How many images a source has on this machine, downloading nothing (``suites show``).
+
+    Hugging Face sets are looked up in the fetched files (reading only the label column) or,
+    with the HF libraries switched offline, in the ``datasets`` cache; missing data raises.
+    """
+    if spec.get("type") != "hf":
+        return len(resolve_source(spec, name, classes))
+    dataset_id = str(spec.get("id", ""))
+    split = str(spec.get("split", "test"))
+    fetched = hf_fetched(dataset_id, spec.get("config"), split)
+    if fetched is None:
+        with hub_offline():
+            return len(_huggingface(spec, name, classes))
+    import pyarrow.parquet as pq
+
+    label_col = spec.get("label", "label")
+    wanted = spec.get("labels")
+    count = 0
+    for file in fetched[1]:
+        if wanted is None or not label_col:
+            count += pq.ParquetFile(file).metadata.num_rows
+        else:
+            column = pq.read_table(file, columns=[str(label_col)]).column(0).to_numpy()
+            count += int(np.isin(column, [int(w) for w in wanted]).sum())
+    _check_count(spec, name, count, f"in Hugging Face dataset {dataset_id!r} ({split})")
+    return count
+
+
+def fetch_hf_split(dataset_id: str, config: str | None, split: str,
+                   log: Callable[[str], None] = print) -> str:
+    """Download only the files of one split of a hub dataset into the HF hub cache, record
+    them (``hf_record_path``) and prepare the split once. Returns what happened, for a log line.
+
+    huggingface_hub shows progress and resumes an interrupted download by itself. A dataset
+    whose split files are not parquet falls back to ``datasets.load_dataset`` (every split).
+    """
+    if hf_fetched(dataset_id, config, split) is not None:
+        return "already fetched"
+    where = f"Hugging Face dataset {dataset_id!r} (split {split})"
+    if prefer_offline_when_unreachable():
+        from huggingface_hub import constants
+
+        raise OfflineError(
+            f"Cannot fetch {where}: the hub ({constants.ENDPOINT}) is not reachable or "
+            f"HF_HUB_OFFLINE is set; connect (HTTPS_PROXY / HF_ENDPOINT) and run it again.")
+    import datasets
+    import huggingface_hub
+
+    try:
+        builder = datasets.load_dataset_builder(dataset_id, config)  # metadata: no data files
+        split_files = (builder.config.data_files or {}).get(split)
+        if split_files is None:
+            splits = ", ".join(str(k) for k in (builder.config.data_files or {}))
+            raise OODBenchError(f"{where} has no split {split!r}; its splits: {splits or '?'}.")
+        matches = [_HF_FILE.match(str(url)) for url in split_files]
+        if not matches or not all(m and str(m["path"]).endswith(".parquet") for m in matches):
+            log(f"{dataset_id}: its {split} files are not parquet: preparing the whole dataset")
+            datasets.load_dataset(dataset_id, config, split=split)
+            return "prepared with datasets.load_dataset (every split)"
+        repos = {urllib.parse.unquote(m["repo"] or m["repo2"]) for m in matches if m}
+        revisions = {urllib.parse.unquote(m["rev"] or m["rev2"]) for m in matches if m}
+        if len(repos) != 1 or len(revisions) != 1:
+            raise OODBenchError(f"{where}: its files come from several repositories or "
+                                f"revisions ({sorted(repos)}, {sorted(revisions)}).")
+        repo, revision = repos.pop(), revisions.pop()
+        paths = [urllib.parse.unquote(str(m["path"])) for m in matches if m]
+        log(f"{dataset_id} ({split}): {len(paths)} file(s) of revision {revision[:12]}")
+        huggingface_hub.snapshot_download(repo, repo_type="dataset", revision=revision,
+                                          allow_patterns=paths)
+    except OODBenchError:
+        raise
+    except Exception as exc:  # hub errors come in many classes; one line is what users need
+        text = " ".join(str(exc).split())[:300]
+        raise MissingDataError(f"Could not fetch {where}: {type(exc).__name__}: {text}") \
+            from None
+    features = builder.info.features.to_dict() if builder.info.features is not None else None
+    record = {"repo": repo, "config": config, "split": split, "revision": revision,
+              "loader": "parquet", "files": paths, "features": features}
+    target = hf_record_path(dataset_id, config, split)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, json.dumps(record, indent=1) + "\n")
+    fetched = hf_fetched(dataset_id, config, split)
+    if fetched is None:
+        raise MissingDataError(f"Could not fetch {where}: the files are not in the hub cache "
+                               f"after the download; run it again.")
+    _load_fetched(*fetched)  # prepare once: the first run starts at once
+    return f"fetched {len(paths)} file(s)"

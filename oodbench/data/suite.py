@@ -25,12 +25,13 @@ from oodbench.errors import OODBenchError
 GROUPS = ("near", "far", "extra")
 TASKS = ("far", "near", "fine-grained")
 TOP_KEYS = {"name", "version", "description", "task", "backbone", "id", "prompts", "ood",
-            "class_type"}
+            "class_type", "fpr_convention"}
+FPR_CONVENTIONS = ("paper", "openood")
 ID_KEYS = {"name", "classes", "test", "train"}
 OOD_KEYS = {"name", "group", "source"}
 SOURCE_KEYS = {"type", "obtain", "expected_count"}
 SOURCE_TYPE_KEYS = {
-    "imagefolder": {"root", "class_dirs", "manifest"},
+    "imagefolder": {"root", "class_dirs", "manifest", "imglist", "imglist_root"},
     "offline": {"split", "select"},
     "hf": {"id", "config", "split", "image", "label", "labels"},
 }
@@ -60,6 +61,8 @@ class Suite:
     backbone: str | None = None
     # what kind of thing every ID class is ("bird", "food"): EOE's fine-grained prompt names it
     class_type: str = ""
+    # the FPR95 convention a run uses when it names none (OpenOOD's suites: "openood")
+    fpr_convention: str | None = None
     resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def groups(self) -> dict[str, list[str]]:
@@ -149,7 +152,8 @@ def _resolve_source(source: dict[str, Any], bases: Sequence[Path], where: str,
                     suite: str) -> dict[str, Any]:
     """Inline ``{file:}`` class_dirs; make ``manifest`` a path (looked up like list files).
 
-    The suite name rides along with a manifest so a mismatch can name the verify command.
+    The suite name rides along (``_suite``) with a manifest and with a Hugging Face source, so
+    a hint can name the verify / fetch command.
     Neither enters the image fingerprint (sources.CHECK_KEYS): a manifest checks a copy, it
     does not change which images are read. The suite hash sees only the YAML as written.
     """
@@ -165,6 +169,8 @@ def _resolve_source(source: dict[str, Any], bases: Sequence[Path], where: str,
         candidates = [base / manifest for base in bases]
         found = next((f for f in candidates if f.exists()), candidates[0])
         source = {**source, "manifest": str(found.resolve()), "_suite": suite}
+    if source.get("type") == "hf":
+        source = {**source, "_suite": suite}
     return source
 
 
@@ -201,6 +207,10 @@ def load_suite(path: Path) -> Suite:
     if not isinstance(class_type, str):
         raise OODBenchError(f"{where}: class_type must be a string (e.g. bird), got "
                             f"{class_type!r}.")
+    fpr_convention = data.get("fpr_convention")
+    if fpr_convention is not None and fpr_convention not in FPR_CONVENTIONS:
+        raise OODBenchError(f"{where}: fpr_convention must be one of "
+                            f"{', '.join(FPR_CONVENTIONS)}, got {fpr_convention!r}.")
     ood_sets = []
     ood_items = need(data, "ood", "the top level")
     if not isinstance(ood_items, list) or not ood_items:
@@ -236,6 +246,7 @@ def load_suite(path: Path) -> Suite:
         hash=content_key(resolved),
         backbone=data.get("backbone"),
         class_type=class_type.strip(),
+        fpr_convention=fpr_convention,
         resolved=resolved,
     )
 
