@@ -18,16 +18,19 @@ PROBE_TIMEOUT_S = 1.5
 
 
 @cache
-def hub_reachable() -> bool:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
+def host_reachable(url: str) -> bool:
+    """A quick TCP probe of the host of ``url`` (once per process)."""
+    parsed = urlparse(url)
     port = parsed.port or (80 if parsed.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+        with socket.create_connection((parsed.hostname or "", port), timeout=PROBE_TIMEOUT_S):
             return True
     except OSError:
         return False
+
+
+def hub_reachable() -> bool:
+    return host_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
 
 
 def prefer_offline_when_unreachable() -> bool:

@@ -10,10 +10,10 @@ from oodbench import hub
 
 @pytest.fixture
 def fresh_probe(monkeypatch):
-    hub.hub_reachable.cache_clear()
+    hub.host_reachable.cache_clear()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     yield
-    hub.hub_reachable.cache_clear()
+    hub.host_reachable.cache_clear()
 
 
 def test_unreachable_hub_switches_libraries_offline(monkeypatch, fresh_probe):

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from oodbench.errors import MissingDataError, OfflineError, ParameterError
-from oodbench.generative import ImageGenerator
+from oodbench.generative import HubModel, ImageGenerator
 
 DType = Literal["auto", "float16", "bfloat16", "float32"]
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -412,7 +412,7 @@ def offline_error(model: str, exc: BaseException, param: str = "model") -> Offli
 
 
 @dataclasses.dataclass
-class DiffusersGenerator(DiffusionGenerator):
+class DiffusersGenerator(HubModel, DiffusionGenerator):
     """Stable Diffusion 1.x/2.x (text-to-image or in-painting UNets) via ``diffusers``.
 
     ``text_to_image`` and ``inpaint`` call diffusers' own pipelines (text-to-image through the
@@ -422,6 +422,7 @@ class DiffusersGenerator(DiffusionGenerator):
     ``diffusers-inpaint`` = SD-2-inpainting with SynOOD's 20 steps, strength 0.6, guidance 8.
     """
 
+    model_marker: ClassVar[str] = "model_index.json"
     name: ClassVar[str] = "diffusers-txt2img"
     description: ClassVar[str] = (
         "Stable Diffusion 1.5 via diffusers (any hub id or local folder): text-to-image, "

@@ -8,6 +8,7 @@ chosen with ``-p synood-inpaint.classifier=NAME``; a third-party plugin adds one
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 
@@ -51,6 +52,25 @@ class TorchvisionResNet50(ImageClassifier):
 
     def identity(self, env: MethodEnv) -> str:
         return f"torchvision:resnet50:{self.weights}"
+
+    def check_available(self, stand_in: str = "") -> None:
+        """One line, before any work, when the weights are neither cached nor downloadable."""
+        from torchvision.models import ResNet50_Weights
+
+        from oodbench.hub import host_reachable
+
+        try:
+            url = ResNet50_Weights[self.weights].url
+        except KeyError:
+            raise MissingDataError(f"resnet50.weights={self.weights!r} is not a torchvision "
+                                   f"ResNet50_Weights name (e.g. IMAGENET1K_V2).") from None
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+        if cached.exists() or host_reachable(url):
+            return
+        hint = f", or run the offline stand-in explicitly with {stand_in}" if stand_in else ""
+        raise OfflineError(f"resnet50 needs torchvision's {self.weights} weights: {cached} does "
+                           f"not exist and {url} cannot be reached. Download the file on a "
+                           f"connected machine into that folder{hint}.")
 
     def bind(self, env: MethodEnv) -> None:
         try:

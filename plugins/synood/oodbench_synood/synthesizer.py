@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from oodbench.cache import atomic_write, atomic_write_text, content_key
 from oodbench.env import MethodEnv
 from oodbench.errors import OODBenchError
 from oodbench.interfaces import Synthesizer
+from oodbench.standins import check_backend
 from oodbench.types import LabelBank, SampleSet
 from oodbench_synood.classifiers import classifier_identity, make_classifier
 from oodbench_synood.guidance import effective_margin, guided_inpaint
@@ -105,6 +106,20 @@ class SynOODSynthesizer(Synthesizer):
     threads: int = 1
     shard_index: int = -1  # -1 = $RANK (0 without it)
     shard_count: int = 0  # 0 = $WORLD_SIZE (1 without it)
+
+    # on real data: the paper's models and N, r (the vocabulary describer, mini-diffusion and
+    # the zero-shot head are offline stand-ins; MLLM: the paper names none, LLaVA-1.5 here)
+    paper_settings: ClassVar[dict[str, Any]] = {
+        "describer": "transformers-mllm", "inpainter": "diffusers-inpaint",
+        "classifier": "resnet50", "per_class": PAPER["per_class"], "step": PAPER["step"]}
+
+    def preflight(self, env: MethodEnv) -> None:
+        check_backend(env, "image_describer", self.describer, {},
+                      "-p synthesizer.describer=vocabulary")
+        check_backend(env, "image_generator", self.inpainter, {},
+                      "-p synthesizer.inpainter=mini-diffusion")
+        check_backend(env, "image_classifier", self.classifier, {},
+                      "-p synthesizer.classifier=zero-shot")
 
     def resolved(self) -> dict[str, float]:
         """The N and r that run: the given ones, or the preset for the in-painter."""

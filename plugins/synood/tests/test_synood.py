@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -242,6 +243,7 @@ class FakeInpaintGenerator(ImageGenerator):
 
     name = "fake-inpaint"
     resolution: int = 8
+    guidance_latent_scale: ClassVar[float] = 1.0  # a pixel model: u = ẑ₀
 
     def text_to_image(self, prompts, seeds):
         raise NotImplementedError
@@ -283,7 +285,7 @@ def _method(tmp_path, words):
         "name: synood-test\n"
         f"label_generator: {{name: file, params: {{path: {words}}}}}\n"
         "synthesizer: {name: synood-inpaint, params: {inpainter: fake-inpaint, per_class: 4, "
-        "describer: scripted-describer, batch_size: 3}}\n"
+        "describer: scripted-describer, classifier: zero-shot, batch_size: 3}}\n"
         "finetuners: [{name: synood-projection, params: {epochs: 2}}, "
         "{name: synood-label-tuning, params: {epochs: 2}}]\n"
         "scorer: {name: neglabel, params: {id_template: 'a nice {}', ngroup: 2}}\n")
@@ -339,6 +341,11 @@ def test_synood_end_to_end_resumes_and_reuses(synood_registry, colour_suite, tmp
     assert FakeInpaintGenerator.calls == 2 * 3
     notes = record["notes"]
     assert notes["synood_images"]["count"] == 12
+    # real data: each stand-in for the paper's setting is named in the record
+    assert record["substitutions"] == {
+        "synood-inpaint.per_class": 4, "synood-inpaint.describer": "scripted-describer",
+        "synood-inpaint.inpainter": "fake-inpaint", "synood-inpaint.classifier": "zero-shot"}
+    assert record["params"]["synood-inpaint"]["step"] == 10.0  # the paper's r
     assert notes["synood_stage_a"]["synthetic_images"] == 12
     assert len(notes["synood_stage_b"]["losses"]) == 2
     assert "synthesize" in record["timings"] and "finetune" in record["timings"]
