@@ -15,7 +15,6 @@ from ``pool/main/<prefix>/<source>/``) and ``OODBENCH_NPM_REGISTRY`` (default
 
 from __future__ import annotations
 
-import hashlib
 import json
 import lzma
 import os
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from oodbench.download import FetchError, Progress, file_sha256, http_fetch, one_line
 from oodbench.errors import MissingDataError
 from oodbench.mini import corpus
 from oodbench.paths import data_dir as default_data_dir
@@ -40,9 +40,6 @@ DEBIAN_MIRROR_ENV = "OODBENCH_DEBIAN_MIRROR"
 DEFAULT_DEBIAN_MIRROR = "https://deb.debian.org/debian"
 NPM_REGISTRY_ENV = "OODBENCH_NPM_REGISTRY"
 DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org"
-TIMEOUT_S = 60  # per blocking read, not per file
-CHUNK = 1 << 20
-Progress = Callable[[int, int], None]  # (bytes done, bytes total; 0 when unknown)
 
 
 @dataclass(frozen=True)
@@ -124,62 +121,6 @@ def _manifest() -> dict:
     }
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-# -- download --------------------------------------------------------------------------------
-class _FetchError(Exception):
-    """The direct download failed; the message is one line."""
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def http_fetch(url: str, target: Path, sha256: str, progress: Progress | None = None) -> Path:
-    """Download ``url`` to ``target`` through ``target.part`` and check its sha256.
-
-    An interrupted download keeps its ``.part`` and resumes with an HTTP range request; a
-    file with the wrong checksum is deleted (nothing is left behind) and raises.
-    """
-    part = target.with_name(target.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    from oodbench import __version__
-
-    headers = {"User-Agent": f"oodbench/{__version__} (+urllib)"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            if have and getattr(response, "status", None) != 206:
-                have = 0  # the server ignored the range: start over
-            length = int(response.headers.get("Content-Length") or 0)
-            total = have + length if length else 0
-            done = have
-            with open(part, "ab" if have else "wb") as out:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total or done)
-    except urllib.error.HTTPError as exc:
-        if not (exc.code == 416 and have):  # 416 with a .part: it is already complete
-            raise _FetchError(f"HTTP {exc.code} {_one_line(exc.reason)}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:  # .part kept for a resume
-        reason = getattr(exc, "reason", exc)
-        raise _FetchError(_one_line(reason) or type(exc).__name__) from None
-    got = _file_sha256(part)
-    if got != sha256:
-        part.unlink(missing_ok=True)
-        raise _FetchError(f"the file has sha256 {got}, expected {sha256} (the server sent a "
-                          f"different file; removed)")
-    part.replace(target)
-    return target
-
-
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
 
@@ -196,8 +137,8 @@ def _client_download(pkg: Package, dest: Path) -> str | None:
         proc = _run(pkg.command, dest)
     if proc.returncode != 0 or not target.exists():
         err = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return f"`{' '.join(pkg.command)}` failed: {_one_line(err[0])}"
-    got = _file_sha256(target)
+        return f"`{' '.join(pkg.command)}` failed: {one_line(err[0])}"
+    got = file_sha256(target)
     if got != pkg.sha256:
         target.unlink()
         return f"`{' '.join(pkg.command)}` gave sha256 {got}, expected {pkg.sha256}"
@@ -207,12 +148,12 @@ def _client_download(pkg: Package, dest: Path) -> str | None:
 def download(pkg: Package, dest: Path, progress: Progress | None = None) -> Path:
     """Fetch one archive into ``dest`` (reusing a verified copy) and check its sha256."""
     target = dest / pkg.filename
-    if target.exists() and _file_sha256(target) == pkg.sha256:
+    if target.exists() and file_sha256(target) == pkg.sha256:
         return target
     url = pkg.url()
     try:
         return http_fetch(url, target, pkg.sha256, progress)
-    except _FetchError as exc:
+    except FetchError as exc:
         direct = str(exc)
     fallback = _client_download(pkg, dest)
     if fallback is None:
@@ -319,7 +260,7 @@ def unpack(pkg: Package, archive: Path, dest: Path) -> None:
                 tar.extractall(dest, filter=_member_filter)
     except (ValueError, OSError, EOFError, tarfile.TarError, lzma.LZMAError, zlib.error) as exc:
         raise MissingDataError(
-            f"Could not unpack {archive.name} ({_one_line(exc) or type(exc).__name__}): "
+            f"Could not unpack {archive.name} ({one_line(exc) or type(exc).__name__}): "
             f"delete {archive} and fetch again.") from None
 
 
