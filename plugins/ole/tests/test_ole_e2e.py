@@ -69,3 +69,29 @@ def test_plugin_loads_through_its_entry_point(monkeypatch):
     assert "ole" in reg.names("method") and "ole-raw" in reg.names("method")
     assert reg.get("label_generator", "ole-outliers").distribution == "oodbench-ole"
     assert "ole-prototypes" in reg.names("finetuner") and "ole" in reg.names("scorer")
+
+
+def test_real_data_reads_oles_official_list(ole_registry, ole_colour_suite, tmp_path,
+                                            monkeypatch):
+    """source=official is the paper setting on real data: a local nonus.npy is read (the
+    download is pinned by sha256); without it and without the network, one line before any
+    work."""
+    import numpy as np
+
+    from oodbench.errors import OfflineError
+    from oodbench_ole import labels as ole_labels
+
+    monkeypatch.setattr(ole_labels, "host_reachable", lambda url: False)
+    ctx = RunContext(cache_dir=tmp_path / "cache", batch_size=16)
+    fast = {"covariance": "kmeans", "id_covariance": "kmeans"}
+    with pytest.raises(OfflineError, match="source=wordnet"):
+        run(RunRequest("ole", str(ole_colour_suite), params=fast), ctx, ole_registry)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.npy"))
+    official = tmp_path / "nonus.npy"
+    np.save(official, np.array(WORDS.split(",")))
+    record = run(RunRequest("ole", str(ole_colour_suite),
+                            params={**fast, "path": str(official)}), ctx, ole_registry)
+    assert record["params"]["ole-outliers"]["source"] == "official"
+    assert record["substitutions"] == {}
+    assert record["labels"]["count"] == 8  # "red" is an ID name and was removed
+    assert record["labels"]["source"].startswith("OLE official list")
