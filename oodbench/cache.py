@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from oodbench.errors import OODBenchError
 
 
 def content_key(*parts: Any) -> str:
@@ -58,6 +61,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
+# what a cache kind, key or suffix may hold: no separators, no "..", nothing hidden
+SAFE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+SAFE_SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]+)*")
+CONTENT_KEY = re.compile(r"[0-9a-f]{64}")
+
+
 class ArtifactCache:
     """Files under ``root/<kind>/<key[:2]>/<key><suffix>``; kinds: features, labels, images..."""
 
@@ -65,6 +74,11 @@ class ArtifactCache:
         self.root = Path(root)
 
     def path(self, kind: str, key: str, suffix: str = "") -> Path:
+        """Where an artefact lies; a key or kind that would leave the cache is refused."""
+        if not (SAFE_PART.fullmatch(kind) and SAFE_PART.fullmatch(key)
+                and SAFE_SUFFIX.fullmatch(suffix)):
+            raise OODBenchError(f"Cache entry {kind}/{key}{suffix} has characters a cache "
+                                f"key cannot have; keys are content hashes (hex).")
         return self.root / kind / key[:2] / f"{key}{suffix}"
 
     def get_json(self, kind: str, key: str) -> Any | None:

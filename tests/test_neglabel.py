@@ -68,12 +68,12 @@ def test_bank_cache_export_import_round_trip(tmp_path):
         calls.append(1)
         return LabelBank(labels=["x", "y"], generator="g", params={"n": 2})
 
-    bank = cached_bank(cache_a, "k" * 64, compute)
-    again = cached_bank(cache_a, "k" * 64, compute)
+    bank = cached_bank(cache_a, "ab" * 32, compute)
+    again = cached_bank(cache_a, "ab" * 32, compute)
     assert len(calls) == 1 and again.labels == bank.labels
-    shared = export_bank(cache_a, "kkkk", tmp_path / "shared.json")
+    shared = export_bank(cache_a, "abab", tmp_path / "shared.json")
     key, imported = import_bank(cache_b, shared)
-    assert key == "k" * 64 and imported.params == {"n": 2}
+    assert key == "ab" * 32 and imported.params == {"n": 2}
     assert cached_bank(cache_b, key, compute).labels == ["x", "y"] and len(calls) == 1
 
 
@@ -214,3 +214,27 @@ def test_neglabel_imagenet1k_bank_size(registry, tmp_path):
     bank = NegLabelMining().generate(env)
     assert len(bank.labels) == int(0.15 * 58_514) + int(0.15 * 12_280) == 10_619
     assert bank.groups.count("adjective") == 1_842
+
+
+@pytest.mark.parametrize("key", ["../../../../tmp/x", "/tmp/x", "ab" * 31 + "/x", "x" * 64])
+def test_an_imported_bank_never_writes_outside_the_cache(tmp_path, key):
+    """A shared bank whose meta.key is a path is refused on one line; nothing is written."""
+    bank = LabelBank(["tree"], "g", meta={"key": key})
+    shared = tmp_path / "shared.json"
+    bank.save(shared)
+    result = CliRunner().invoke(app, ["labels", "import", str(shared),
+                                      "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code != 0 and "not a cache key" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p != shared]
+    assert written == []
+
+
+def test_cache_paths_cannot_leave_the_cache(tmp_path):
+    from oodbench.errors import OODBenchError
+
+    cache = ArtifactCache(tmp_path)
+    assert cache.path("labels", "ab" * 32, ".json").parent.parent.parent == tmp_path
+    for kind, key in (("labels", "../x"), ("..", "ab"), ("labels", "a/b"), ("labels", "")):
+        with pytest.raises(OODBenchError, match="cache key"):
+            cache.path(kind, key, ".json")

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from oodbench.cache import ArtifactCache
+from oodbench.cache import CONTENT_KEY, ArtifactCache
 from oodbench.errors import OODBenchError
 from oodbench.types import LabelBank
 
@@ -76,5 +76,9 @@ def import_bank(cache: ArtifactCache, file: Path) -> tuple[str, LabelBank]:
     if not key:
         raise OODBenchError(f"{file} has no cache key (meta.key): it was not exported by "
                             f"oodbench; use it with the `file` label generator instead.")
+    if not isinstance(key, str) or not CONTENT_KEY.fullmatch(key):
+        raise OODBenchError(f"{file}: meta.key {str(key)[:40]!r} is not a cache key (64 hex "
+                            f"characters); the file was altered. Use it with the `file` label "
+                            f"generator instead.")
     bank.save(bank_path(cache, key))
     return key, bank
