@@ -104,8 +104,11 @@ class LabelBank:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise OODBenchError(f"Cannot read label bank {path}: {exc}.") from None
-        if data.pop("format", None) != cls.FORMAT:
+        if not isinstance(data, dict) or data.pop("format", None) != cls.FORMAT:
             raise OODBenchError(f"{path} is not an oodbench label bank (format {cls.FORMAT}).")
+        problem = _bank_problem(data)
+        if problem:
+            raise OODBenchError(f"Label bank {path}: {problem}; export it again or fix the file.")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -113,6 +116,30 @@ class LabelBank:
         if self.groups is not None and self.groups[index] in self.group_templates:
             return self.group_templates[self.groups[index]]
         return self.templates
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _bank_problem(data: dict[str, Any]) -> str:
+    """What is wrong with a label bank read from a file ("" if nothing): a string where a list
+    belongs would otherwise be split into letters."""
+    if not _is_strings(data.get("labels")):
+        return "`labels` must be a list of strings"
+    if not isinstance(data.get("generator", ""), str):
+        return "`generator` must be a string"
+    if "templates" in data and not _is_strings(data["templates"]):
+        return "`templates` must be a list of strings"
+    for key in ("params", "meta", "group_templates"):
+        if not isinstance(data.get(key, {}), dict):
+            return f"`{key}` must be an object"
+    if not all(_is_strings(v) for v in data.get("group_templates", {}).values()):
+        return "`group_templates` must map groups to lists of strings"
+    groups = data.get("groups")
+    if groups is not None and not (_is_strings(groups) and len(groups) == len(data["labels"])):
+        return "`groups` must be a list of strings, one per label"
+    return ""
 
 
 @dataclass

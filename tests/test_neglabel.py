@@ -238,3 +238,28 @@ def test_cache_paths_cannot_leave_the_cache(tmp_path):
     for kind, key in (("labels", "../x"), ("..", "ab"), ("labels", "a/b"), ("labels", "")):
         with pytest.raises(OODBenchError, match="cache key"):
             cache.path(kind, key, ".json")
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"labels": "tree"}, "`labels` must be a list of strings"),
+    ({"labels": [1, 2]}, "`labels` must be a list of strings"),
+    ({"groups": ["noun"]}, "`groups` must be a list of strings, one per label"),
+    ({"templates": "a {}"}, "`templates` must be a list of strings"),
+    ({"meta": []}, "`meta` must be an object"),
+])
+def test_a_malformed_bank_is_refused_and_a_cached_one_regenerated(tmp_path, change, problem):
+    import json
+
+    from oodbench.errors import OODBenchError
+
+    good = json.loads(LabelBank(["tree", "rock"], "g", groups=["a", "b"]).to_json())
+    path = tmp_path / "bank.json"
+    path.write_text(json.dumps({**good, **change}))
+    with pytest.raises(OODBenchError, match=problem):
+        LabelBank.load(path)
+    cache = ArtifactCache(tmp_path / "c")
+    bad = cache.path("labels", "cd" * 32, ".json")
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({**good, **change}))
+    assert cached_bank(cache, "cd" * 32, lambda: LabelBank(["new"], "g")).labels == ["new"]
+    assert LabelBank.load(bad).labels == ["new"]  # healed on disk
