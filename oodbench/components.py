@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -57,6 +58,13 @@ class Component:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ParameterError(f"{cls.kind} {cls.name!r}: {exc}") from exc
+
+    def check_positive(self, *fields: str) -> None:
+        """Raise ValueError (a one-line ParameterError from ``from_params``) unless each field
+        is > 0: a temperature of 0 or -1 would score nonsense, not fail."""
+        for field in fields:
+            if not getattr(self, field) > 0:
+                raise ValueError(f"{field} must be > 0, got {getattr(self, field)!r}")
 
     def params(self) -> dict[str, Any]:
         """The resolved parameters, JSON-serialisable, for result records and cache keys."""
@@ -129,6 +137,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
             ) from None
         if annotation is int and isinstance(value, float) and converted != value:
             raise ParameterError(f"{where} expects an integer, got {value!r}.")
+        if annotation is float and not math.isfinite(converted):
+            raise ParameterError(f"{where} must be a finite number, got {value!r}.")
         return converted
     return value
 

@@ -35,6 +35,8 @@ def test_from_params_coerces_strings():
     ({"flag": "maybe"}, "expects true/false"),
     ({"nope": 1}, "has no parameter 'nope'"),
     ({"k": 2.5}, "expects an integer"),
+    ({"rate": "inf"}, "must be a finite number"),
+    ({"rate": "nan"}, "must be a finite number"),
 ])
 def test_bad_params_are_one_line_errors(params, message):
     with pytest.raises(ParameterError, match=message) as info:
@@ -71,3 +73,18 @@ def test_method_spec_round_trip(tmp_path):
     path.write_text("name: y\nscorer: mcm\nlabel_generator: {name: g, params: {n: 3}}\n")
     loaded = MethodSpec.from_file(path)
     assert loaded.label_generator == ComponentRef("g", {"n": 3})
+
+
+@pytest.mark.parametrize("name, params", [
+    ("mcm", {"temperature": "-1"}), ("msp", {"temperature": "0"}),
+    ("energy", {"temperature": "-0.01"}), ("neglabel", {"ngroup": "0"}),
+    ("mcm", {"temperature": "inf"}),
+])
+def test_scorer_parameters_outside_their_range_are_refused(name, params):
+    """A temperature of -1 or inf used to score (AUROC 0.50, Infinity in the record)."""
+    from oodbench.baselines.plugin import LABEL_SCORERS, SCORERS
+
+    scorer = {s.name: s for s in (*SCORERS, *LABEL_SCORERS)}[name]
+    with pytest.raises(ParameterError, match=r"must be (> 0|a finite number)") as info:
+        scorer.from_params(params)
+    assert "\n" not in str(info.value)

@@ -76,6 +76,9 @@ class NegLabelScorer(Scorer):
     # NegLabel embeds the ID labels with its own prompt; "" keeps the suite's prompts
     id_template: str = "the nice {}"
 
+    def __post_init__(self) -> None:
+        self.check_positive("temperature", "ngroup")
+
     def prepare(self, env: MethodEnv, head: TextHead) -> TextHead:
         if self.id_template:
             head = head.replace(id_features=env.id_text_features([self.id_template]))

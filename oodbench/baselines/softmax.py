@@ -27,6 +27,9 @@ class MCMScorer(Scorer):
     description = "Maximum concept matching: max softmax of cosine/T over ID classes (T=1)."
     temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        self.check_positive("temperature")
+
     def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
         probs = torch.softmax(id_cosines(image_features, head) / self.temperature, dim=1)
         return probs.max(dim=1).values.cpu().numpy()
@@ -59,6 +62,9 @@ class EnergyScorer(Scorer):
     name = "energy"
     description = "Negative free energy T*logsumexp(cosine/T) over ID classes (T=0.01)."
     temperature: float = 0.01
+
+    def __post_init__(self) -> None:
+        self.check_positive("temperature")
 
     def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
         logits = id_cosines(image_features, head) / self.temperature
