@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oodbench.errors import MissingDataError, OODBenchError
+from oodbench.errors import MissingDataError, OODBenchError, ParameterError
 
 app = typer.Typer(
     name="oodbench",
@@ -90,7 +90,7 @@ def run(
                                                  help="Backbone (default: the suite's).")] = None,
     device: Annotated[str, typer.Option(help="cuda, cpu, cuda:1 or auto.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 256,
     workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: cores-1).")]
         = None,
     decode: Annotated[str, typer.Option(
@@ -127,23 +127,27 @@ def run(
         from oodbench.runner import run as run_benchmark
         from oodbench.types import RunContext
 
+        for flag, value, least in (("--batch-size", batch_size, 1), ("--workers", workers, 0),
+                                   ("--bootstrap", bootstrap, 0)):
+            if value is not None and value < least:  # before any work, not after the run
+                raise ParameterError(f"{flag} must be >= {least}, got {value}.")
         if fpr_convention is None:  # the suite's own convention (imagenet-openood: openood)
             from oodbench.runner import resolve_suite
 
             fpr_convention = resolve_suite(_registry(), suite).fpr_convention or "paper"
         if fpr_convention not in ("paper", "openood"):
-            raise OODBenchError("--fpr-convention must be 'paper' or 'openood'.")
+            raise ParameterError("--fpr-convention must be 'paper' or 'openood'.")
         dev = RunContext.resolve_device(device)
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         if dtype != "auto" and dtype not in dtypes:
-            raise OODBenchError(f"--dtype must be auto or one of {', '.join(dtypes)}.")
+            raise ParameterError(f"--dtype must be auto or one of {', '.join(dtypes)}.")
         chosen = dtypes.get(dtype, torch.float16 if dev.type == "cuda" else torch.float32)
         stages = ("labels", "synthesize", "finetune")
         if rerun_from is not None and rerun_from not in stages:
-            raise OODBenchError(f"--rerun-from must be one of {', '.join(stages)}.")
+            raise ParameterError(f"--rerun-from must be one of {', '.join(stages)}.")
         refresh = stages[stages.index(rerun_from):] if rerun_from else ()
         if decode not in ("cpu", "gpu"):
-            raise OODBenchError("--decode must be cpu or gpu.")
+            raise ParameterError("--decode must be cpu or gpu.")
         ctx = RunContext(device=dev, dtype=chosen, cache_dir=cache_dir or default_cache(),
                          refresh=refresh, decode=decode,
                          seed=seed, batch_size=batch_size,

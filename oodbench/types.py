@@ -38,10 +38,29 @@ class RunContext:
 
     @staticmethod
     def resolve_device(name: str) -> torch.device:
-        """``auto`` picks CUDA when present, else CPU."""
+        """``auto`` picks CUDA when present, else CPU; a device this machine lacks is a
+        one-line usage error here, not a traceback later."""
+        from oodbench.errors import ParameterError
+
         if name == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise ParameterError(f"--device {name!r} is not a device; use auto, cpu, cuda or "
+                                 f"cuda:N.") from None
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ParameterError(f"--device {name}: no CUDA GPU is visible on this machine; "
+                                     f"use --device cpu (or auto).")
+            if device.index is not None and device.index >= count:
+                raise ParameterError(f"--device {name}: this machine has {count} CUDA GPU(s) "
+                                     f"(cuda:0..cuda:{count - 1}).")
+        elif device.type not in ("cpu", "mps"):
+            raise ParameterError(f"--device {name!r}: oodbench runs on cpu or cuda; use auto, "
+                                 f"cpu, cuda or cuda:N.")
+        return device
 
     @staticmethod
     def default_workers() -> int:

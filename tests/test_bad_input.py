@@ -1,0 +1,41 @@
+"""The bad-input matrix: each case is a usage error that exits 2 with one line, before any work,
+leaving no record and no cache behind (issue 21). Cases are (id, extra CLI args, message)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import oodbench.plugins as plugins_module
+from oodbench.cli import app
+
+CASES = [
+    ("device-foo", ["--device", "foo"], "--device 'foo' is not a device"),
+    ("device-tpu", ["--device", "tpu"], "is not a device"),
+    ("device-cuda-index", ["--device", "cuda:9"], "--device cuda:9"),
+    ("workers-negative", ["--workers", "-1"], "--workers must be >= 0"),
+    ("bootstrap-negative", ["--bootstrap", "-1"], "--bootstrap must be >= 0"),
+    ("batch-size-zero", ["--batch-size", "0"], "--batch-size must be >= 1"),
+    ("dtype-unknown", ["--dtype", "float8"], "--dtype must be auto or one of"),
+    ("decode-unknown", ["--decode", "tpu"], "--decode must be cpu or gpu"),
+    ("fpr-convention-unknown", ["--fpr-convention", "x"], "--fpr-convention must be"),
+    ("rerun-from-unknown", ["--rerun-from", "x"], "--rerun-from must be one of"),
+    ("temperature-inf", ["-p", "temperature=inf"], "must be a finite number"),
+    ("temperature-negative", ["-p", "temperature=-1"], "temperature must be > 0"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("device-cuda-without-gpu", ["--device", "cuda"], "no CUDA GPU is visible"))
+
+
+@pytest.mark.parametrize(("case", "args", "message"), CASES, ids=[c[0] for c in CASES])
+def test_usage_errors_exit_2_on_one_line_and_leave_nothing(registry, colour_suite, tmp_path,
+                                                           monkeypatch, case, args, message):
+    monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    result = CliRunner().invoke(app, ["run", "-m", "mcm", "-s", str(colour_suite), "-o", str(out),
+                                      "--cache-dir", str(cache), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not out.exists() and not cache.exists()  # refused before any work
