@@ -193,8 +193,10 @@ METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out")  # the table's column or
 
 
 def _print_record(record: dict[str, Any]) -> None:
-    title = (f"{record['method']} on {record['suite']['name']} "
-             f"({record['backbone']['name']}, FPR95 convention: {record['fpr_convention']})")
+    from rich.markup import escape  # names come from suite files: "[/bold]" is not markup
+
+    title = escape(f"{record['method']} on {record['suite']['name']} "
+                   f"({record['backbone']['name']}, FPR95 convention: {record['fpr_convention']})")
     gens = record.get("generations") or {}
     std = gens.get("std") or {}
 
@@ -209,7 +211,8 @@ def _print_record(record: dict[str, Any]) -> None:
         table.add_column(col, justify="left" if col in ("OOD set", "group") else "right")
     for name, m in record["metrics"].items():
         s = (std.get("metrics") or {}).get(name)
-        table.add_row(name, m["group"], *(cell(m, s, k) for k in METRIC_KEYS), str(m["n_ood"]))
+        table.add_row(escape(name), escape(m["group"]), *(cell(m, s, k) for k in METRIC_KEYS),
+                      str(m["n_ood"]))
     for group, m in record["groups"].items():
         s = (std.get("groups") or {}).get(group)
         table.add_row(f"[bold]{group} average[/]", group, *(cell(m, s, k) for k in METRIC_KEYS),
@@ -222,7 +225,7 @@ def _print_record(record: dict[str, Any]) -> None:
     console.print(f"ID accuracy: {100 * record['id_accuracy']:.2f}% on {record['counts']['id']} "
                   f"images; skipped unreadable: {skipped}; total {record['timings']['total']:.1f}s")
     if record.get("path"):
-        console.print(f"record: {record['path']}")
+        console.print(f"record: {escape(record['path'])}", highlight=False)
 
 
 # -- listings --------------------------------------------------------------------------------------

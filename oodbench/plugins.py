@@ -238,6 +238,11 @@ def _entry_points(selection: str | None) -> list[md.EntryPoint]:
     if selection is None:
         return eps
     wanted = {s.strip() for s in selection.split(",") if s.strip()}
+    unknown = sorted(wanted - {ep.name for ep in eps})
+    if unknown:  # a typo would otherwise load nothing, silently
+        available = ", ".join(sorted(ep.name for ep in eps)) or "none installed"
+        print(f"warning: OODBENCH_LOAD_PLUGINS names no installed plugin {', '.join(unknown)}; "
+              f"installed: {available}.", file=sys.stderr)
     return [ep for ep in eps if ep.name in wanted]
 
 

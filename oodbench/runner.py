@@ -33,7 +33,7 @@ from oodbench.cache import ArtifactCache, content_key
 from oodbench.data.sources import resolve_source
 from oodbench.data.suite import Suite, load_suite
 from oodbench.env import MethodEnv
-from oodbench.errors import OODBenchError
+from oodbench.errors import OODBenchError, ParameterError
 from oodbench.features import FeatureStore, Progress
 from oodbench.method import MethodSpec, backbone_params, preprocessing_record, split_overrides
 from oodbench.plugins import Registry
@@ -60,18 +60,25 @@ class RunRequest:
     fpr_convention: str = "paper"
 
 
-def resolve_method(registry: Registry, name: str) -> MethodSpec:
+def _yaml_file(kind: str, name: str) -> Path | None:
+    """``name`` as a YAML file path (None for a registered name); a missing file is named."""
+    if not name.endswith((".yaml", ".yml")):
+        return None
     path = Path(name)
-    if name.endswith((".yaml", ".yml")) and path.exists():
-        return MethodSpec.from_file(path)
-    return registry.get("method", name).obj
+    if not path.is_file():
+        raise ParameterError(f"{kind.capitalize()} file {name} does not exist; give an existing "
+                             f"YAML file or a registered {kind} name (`oodbench {kind}s`).")
+    return path
+
+
+def resolve_method(registry: Registry, name: str) -> MethodSpec:
+    path = _yaml_file("method", name)
+    return MethodSpec.from_file(path) if path else registry.get("method", name).obj
 
 
 def resolve_suite(registry: Registry, name: str) -> Suite:
-    path = Path(name)
-    if name.endswith((".yaml", ".yml")) and path.exists():
-        return load_suite(path)
-    return load_suite(registry.get("suite", name).obj)
+    path = _yaml_file("suite", name)
+    return load_suite(path if path else registry.get("suite", name).obj)
 
 
 def build_components(registry: Registry, spec: MethodSpec, overrides: dict[str, str],

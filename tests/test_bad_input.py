@@ -39,3 +39,41 @@ def test_usage_errors_exit_2_on_one_line_and_leave_nothing(registry, colour_suit
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not out.exists() and not cache.exists()  # refused before any work
+
+
+@pytest.mark.parametrize(("flag", "kind"), [("-s", "Suite"), ("-m", "Method")])
+def test_a_missing_yaml_file_is_named_not_unknown(registry, colour_suite, tmp_path, monkeypatch,
+                                                  flag, kind):
+    monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
+    args = {"-m": "mcm", "-s": str(colour_suite), flag: str(tmp_path / "nope.yaml")}
+    result = CliRunner().invoke(app, ["run", "-m", args["-m"], "-s", args["-s"],
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert f"{kind} file {tmp_path / 'nope.yaml'} does not exist" in result.output
+    assert "Unknown" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_rich_markup_in_a_set_name_is_printed_not_parsed(registry, colour_suite, tmp_path,
+                                                         monkeypatch):
+    """An OOD set named "anim[/bold]als" crashed the table after the record was written."""
+    monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
+    text = colour_suite.read_text()
+    assert "name: grey" in text
+    marked = tmp_path / "marked" / colour_suite.name
+    marked.parent.mkdir()
+    marked.write_text(text.replace("name: grey", 'name: "anim[/bold]als"'))
+    result = CliRunner().invoke(app, ["run", "-m", "mcm", "-s", str(marked), "--device", "cpu",
+                                      "-o", str(tmp_path / "out"), "--workers", "0",
+                                      "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "anim[/bold]als" in result.output
+
+
+def test_a_typo_in_load_plugins_warns_naming_the_installed_ones(monkeypatch, capsys):
+    from oodbench.plugins import Registry
+
+    monkeypatch.setenv("OODBENCH_LOAD_PLUGINS", "olee")
+    Registry().load()
+    err = capsys.readouterr().err
+    assert "OODBENCH_LOAD_PLUGINS names no installed plugin olee" in err
+    assert "installed:" in err
