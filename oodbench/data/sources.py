@@ -66,6 +66,17 @@ class ClassNameMismatchError(OODBenchError):
     """A suite's class names disagree with the dataset's own names for the same label ids."""
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB of any PIL mode; 16-bit (and 32-bit integer) grey is scaled to 8 bits first, which
+    ``convert("RGB")`` does not do: it clips, so a 16-bit PNG came out almost pure white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
+
+
 @dataclass
 class ImageList:
     """An ordered list of images with ID class labels (-1 for OOD) and a content fingerprint."""
@@ -88,7 +99,7 @@ class ImageList:
             with Image.open(self.keys[index]) as img:
                 img.load()
                 image = img
-        return image.convert("RGB")
+        return to_rgb(image)
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> ImageList:
         idx = list(indices)
