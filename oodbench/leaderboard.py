@@ -21,7 +21,7 @@ from typing import Any
 
 from oodbench.cache import atomic_write
 from oodbench.errors import OODBenchError
-from oodbench.results import validate_record
+from oodbench.results import validate_record, weights_tag
 from oodbench.standins import substitution_tag
 
 GROUP_ORDER = ("near", "far")
@@ -56,7 +56,11 @@ class Entry:
 
     @property
     def backbone(self) -> str:
-        return str(self.record["backbone"]["name"])
+        """The backbone's name; a ``--weights`` run's says which, e.g. "clip-b16 (weights
+        a1b2c3d4)" (the first hex digits of the file's sha256)."""
+        weights = weights_tag(self.record["backbone"])
+        name = str(self.record["backbone"]["name"])
+        return f"{name} (weights {weights})" if weights else name
 
     def metric(self, ood_set: str, key: str) -> float | None:
         value = self.record["metrics"].get(ood_set, {}).get(key)
@@ -369,7 +373,8 @@ def check(results_dir: Path, out_dir: Path,
           reported: Path | None = None) -> tuple[Leaderboard, list[str]]:
     """Differences between the files in ``out_dir`` and what the records generate."""
     board = collect(results_dir, reported)
-    problems = []
+    # an invalid record is left out of the tables, so the tables alone cannot show it
+    problems = [f"{name} is not a valid result record: {reason}" for name, reason in board.skipped]
     for name, text in render(board).items():
         target = Path(out_dir) / name
         if not target.exists():

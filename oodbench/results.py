@@ -6,6 +6,9 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
 * ``suite``: name, version, hash (of the resolved suite file), task
 * ``backbone``: name, parameters, fingerprint (weights + preprocessing)[, preprocessing:
   {interpolation (the resize filter that ran), chosen_by} for backbones with that choice]
+  [, weights: the ``--weights`` identity, e.g. {path, sha256, tag} (open_clip file) or
+  {path, sha256, files} (transformers folder); only for runs with ``--weights``, whose file
+  name then ends in ``--w<first 8 hex digits>.json``]
 * ``metrics``: OOD set -> {group, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood[, ci]}
 * ``groups``: near / far -> unweighted means over the group's sets
 * ``id_accuracy``, ``fpr_convention`` ("paper" or "openood"), ``source`` ("offline" | "real")
@@ -20,7 +23,8 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
   Top-level ``ci`` is left out then (bootstrap intervals are per generation); ``curves``,
   ``labels`` and ``notes`` are generation 0's.
 * ``counts``: images per set and images skipped as unreadable (with a few examples)
-* ``timings``: seconds per stage (encode, labels, synthesize, finetune, prepare, score, total)
+* ``timings``: seconds per stage (load_backbone, encode (images), encode_text (the ID class
+  prompts), labels, synthesize, finetune, prepare, score, total)
 * ``curves``: per set, score histograms (ID vs OOD) and a down-sampled ROC curve, for plots
 * ``environment``: versions, git revision, device, dtype; ``seed``; ``created`` (UTC)
 
@@ -41,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from oodbench.cache import atomic_write_text
+from oodbench.cache import atomic_write_text, content_key
 from oodbench.paths import REPO_ROOT
 
 SCHEMA = "oodbench.result/1"
@@ -51,14 +55,28 @@ METRIC_KEYS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 STD_DDOF = 1  # sample standard deviation over generations
 
 
-def record_filename(method: str, suite: str, backbone: str) -> str:
+def record_filename(method: str, suite: str, backbone: str, weights: str | None = None) -> str:
+    """``<method>--<suite>--<backbone>.json``; ``--w<weights>`` before ``.json`` for a run with
+    ``--weights`` (see :func:`weights_tag`), so runs of different weights files do not
+    overwrite each other."""
     safe = [s.replace("/", "_").replace(":", "_") for s in (method, suite, backbone)]
-    return "--".join(safe) + ".json"
+    return "--".join(safe) + (f"--w{weights}" if weights else "") + ".json"
+
+
+def weights_tag(backbone: dict[str, Any]) -> str | None:
+    """Eight hex digits naming a record's ``--weights`` (its sha256, or a hash of the identity
+    when there is none, e.g. a hub id); None for a record without ``backbone.weights``."""
+    identity = backbone.get("weights") if isinstance(backbone, dict) else None
+    if not identity:
+        return None
+    digest = identity.get("sha256") if isinstance(identity, dict) else None
+    return (digest if isinstance(digest, str) and digest else content_key(identity))[:8]
 
 
 def write_record(record: dict[str, Any], output_dir: Path) -> Path:
     path = Path(output_dir) / record_filename(
-        record["method"], record["suite"]["name"], record["backbone"]["name"]
+        record["method"], record["suite"]["name"], record["backbone"]["name"],
+        weights_tag(record["backbone"]),
     )
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
     return path
@@ -71,6 +89,10 @@ def validate_record(data: Any) -> list[str]:
     problems = [f"missing field {k!r}" for k in REQUIRED if k not in data]
     if data.get("schema") != SCHEMA:
         problems.append(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+    if "method" in data and not (isinstance(data["method"], str) and data["method"]):
+        problems.append("method is not a name (a non-empty string)")
+    if not isinstance(data.get("metrics", {}), dict):
+        return [*problems, "metrics is not an object"]
     for name, m in (data.get("metrics") or {}).items():
         for key in ("auroc", "fpr95"):
             value = m.get(key) if isinstance(m, dict) else None
@@ -209,8 +231,14 @@ def environment(device: str, dtype: str) -> dict[str, Any]:
 
 
 def git_revision() -> str | None:
-    """The oodbench checkout's commit (with "+dirty" when modified), if it is a git checkout."""
-    if not (REPO_ROOT / ".git").exists():
+    """The oodbench checkout's commit (with "+dirty" when modified), if it is a git checkout.
+
+    ``None`` (``null`` in the record) when oodbench is not imported from its own source checkout:
+    installed from a wheel, ``REPO_ROOT`` is site-packages, with no ``.git`` or ``pyproject.toml``
+    of ours beside the package; the record's ``oodbench`` version then says what ran. Also
+    ``None`` when git is missing or cannot read the checkout; never raises.
+    """
+    if not ((REPO_ROOT / ".git").exists() and (REPO_ROOT / "pyproject.toml").is_file()):
         return None
     try:
         rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
@@ -220,7 +248,7 @@ def git_revision() -> str | None:
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return rev + ("+dirty" if dirty else "")
+    return rev + ("+dirty" if dirty else "") if rev else None
 
 
 def utc_now() -> str:

@@ -77,3 +77,39 @@ def test_a_typo_in_load_plugins_warns_naming_the_installed_ones(monkeypatch, cap
     err = capsys.readouterr().err
     assert "OODBENCH_LOAD_PLUGINS names no installed plugin olee" in err
     assert "installed:" in err
+
+
+@pytest.mark.parametrize(("case", "content"), [
+    ("truncated", '{"schema": "oodbench.result/1", "method": "mc'),
+    ("binary", b"\x89PNG\r\n\x1a\n\x00\x00"),
+    ("a-list", "[1, 2, 3]"),
+    ("nan-metric", None),
+    ("method-list", None),
+])
+def test_leaderboard_check_fails_on_any_invalid_record(tmp_path, case, content):
+    """`leaderboard check` exited 0 with invalid records; `build` names each file and why."""
+    import json
+
+    from oodbench.leaderboard_cli import leaderboard_app
+    from tests.test_leaderboard import fake_record
+
+    results = tmp_path / "lb" / "results"
+    results.mkdir(parents=True)
+    (results / "good.json").write_text(json.dumps(fake_record("mcm")))
+    bad = results / "bad.json"
+    if case == "nan-metric":
+        record = fake_record("msp")
+        record["metrics"]["birds"]["auroc"] = float("nan")
+        content = json.dumps(record)
+    elif case == "method-list":
+        content = json.dumps({**fake_record("msp"), "method": ["msp"]})
+    if isinstance(content, bytes):
+        bad.write_bytes(content)
+    else:
+        bad.write_text(content)
+    runner = CliRunner()
+    args = ["--results", str(results), "--out", str(tmp_path / "lb")]
+    built = runner.invoke(leaderboard_app, ["build", *args])
+    assert built.exit_code == 0 and "bad.json" in built.output
+    checked = runner.invoke(leaderboard_app, ["check", *args])
+    assert checked.exit_code == 1 and "bad.json is not a valid result record" in checked.output
