@@ -2,7 +2,7 @@
 
     python benchmarks/diffusion_prompt_following.py [--per-class 20] [--steps 50] [--guidance 3]
 
-For every offline suite (benchmarks/suites/offline-*.yaml), ``--per-class`` images per ID class
+For every offline suite (oodbench/suites/offline-*.yaml), ``--per-class`` images per ID class
 are generated from "a photo of a {class}." (seeds 0..n-1) and classified zero-shot by the mini
 backbone against the suite's classes and prompt templates, exactly as real test images are.
 Goal: accuracy >= 0.50 per suite (chance = 1/K). The real test images' accuracy is printed
@@ -32,7 +32,7 @@ from oodbench.data.suite import load_suite
 from oodbench.mini.diffusion import SAMPLER, MiniDiffusion
 from oodbench.mini.model import MiniBackbone, file_sha256
 
-SUITES_DIR = Path(__file__).resolve().parent / "suites"
+SUITES_DIR = Path(__file__).resolve().parents[1] / "oodbench" / "suites"
 PROMPT = "a photo of a {}."
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
+CLASSLISTS = HERE.parent / "oodbench" / "classlists"  # package data, beside the suites
 
 # MCM utils/common.py, obtain_ImageNet10_classes (name -> wnid there; wnid -> name here)
 MCM_IMAGENET10 = {
@@ -59,10 +60,10 @@ def names(subset: str, wnids: list[str]) -> list[str]:
 
 def main() -> None:
     for subset in ("imagenet10", "imagenet20", "imagenet100"):
-        wnids = (HERE / "classlists" / f"{subset}_wnids.txt").read_text().split()
+        wnids = (CLASSLISTS / f"{subset}_wnids.txt").read_text().split()
         if subset != "imagenet100":  # MCM's ImageFolder order
             assert wnids == sorted(wnids), f"{subset}_wnids.txt must be sorted"
-        out = HERE / "classlists" / f"{subset}_names.txt"
+        out = CLASSLISTS / f"{subset}_names.txt"
         out.write_text("\n".join(names(subset, wnids)) + "\n")
         print(out, len(wnids))
 

@@ -213,7 +213,8 @@ def envision(args: argparse.Namespace, device: torch.device,
     tokenizer.pad_token, tokenizer.chat_template = "<|endoftext|>", CHATML
     llm = TransformersTextGenerator.from_model(model, tokenizer, str(device),
                                                max_new_tokens=args.llm_tokens)
-    names = (ROOT / "classlists" / "imagenet1k_names.txt").read_text().split("\n")
+    names = (ROOT.parent / "oodbench" / "classlists" / "imagenet1k_names.txt").read_text()
+    names = names.split("\n")
     names = [n for n in names if n]
     prompt = tokenizer(P.far_prompt(names, 50))["input_ids"]
     print(f"LLM {'tiny' if args.tiny else args.llm} ({gib:.1f} GiB), far prompt "

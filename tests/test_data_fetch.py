@@ -21,7 +21,7 @@ from oodbench.data.sources import hf_record_path, resolve_source
 from oodbench.data.suite import load_suite
 from oodbench.paths import REPO_ROOT
 
-SUITES = REPO_ROOT / "benchmarks" / "suites"
+SUITES = REPO_ROOT / "oodbench" / "suites"
 REPO = "org/tiny-food"
 REV = "0123456789abcdef0123456789abcdef01234567"
 NAMES = ["apple", "bread", "cake", "donut"]

@@ -24,8 +24,8 @@ from oodbench.data.suite import Suite, load_suite
 from oodbench.errors import OfflineError, OODBenchError
 from oodbench.paths import REPO_ROOT
 
-SUITES = REPO_ROOT / "benchmarks" / "suites"
-CLASSLISTS = REPO_ROOT / "benchmarks" / "classlists"
+SUITES = REPO_ROOT / "oodbench" / "suites"
+CLASSLISTS = REPO_ROOT / "oodbench" / "classlists"
 MOS_FAR = ["iNaturalist", "SUN", "Places", "Textures"]
 
 

@@ -21,8 +21,8 @@ from oodbench.paths import REPO_ROOT
 
 datasets = pytest.importorskip("datasets")
 
-SUITES = REPO_ROOT / "benchmarks" / "suites"
-CLASSLISTS = REPO_ROOT / "benchmarks" / "classlists"
+SUITES = REPO_ROOT / "oodbench" / "suites"
+CLASSLISTS = REPO_ROOT / "oodbench" / "classlists"
 
 # ethz/food101's ClassLabel names, in label-id order (the hub's Food-101 builder, `_NAMES`)
 HUB_FOOD101 = [

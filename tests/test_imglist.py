@@ -18,7 +18,7 @@ from oodbench.data.suite import load_suite
 from oodbench.errors import MissingDataError, OODBenchError
 from oodbench.paths import REPO_ROOT
 
-SUITES = REPO_ROOT / "benchmarks" / "suites"
+SUITES = REPO_ROOT / "oodbench" / "suites"
 
 
 def _pngs(folder: Path, names: list[str], shade: int = 0) -> None:

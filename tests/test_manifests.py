@@ -22,7 +22,7 @@ from oodbench.errors import MissingDataError, OODBenchError
 from oodbench.paths import REPO_ROOT
 
 runner = CliRunner()
-SUITES = REPO_ROOT / "benchmarks" / "suites"
+SUITES = REPO_ROOT / "oodbench" / "suites"
 # computed before manifests existed: the offline suites (no manifest) must keep these
 OFFLINE_HASHES = {
     "offline-far": "5f72dcaef66e6d30debcf5d7b15bba8926dc7b52e724997bd117ecb2d901a183",

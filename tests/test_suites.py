@@ -24,8 +24,8 @@ from oodbench.paths import REPO_ROOT
 from oodbench.types import RunContext
 from tests.toy import ToyColourBackbone
 
-SUITES = REPO_ROOT / "benchmarks" / "suites"
-CLASSLISTS = REPO_ROOT / "benchmarks" / "classlists"
+SUITES = REPO_ROOT / "oodbench" / "suites"
+CLASSLISTS = REPO_ROOT / "oodbench" / "classlists"
 SHIPPED = sorted(p.stem for p in SUITES.glob("*.yaml") if not p.name.startswith("_"))
 MOS_COUNTS = {"iNaturalist": 10000, "SUN": 10000, "Places": 10000, "Textures": 5640}
 

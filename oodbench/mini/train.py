@@ -43,7 +43,7 @@ TEMPLATES = (
     "a picture of a {}.",
     "a {}.",
 )
-SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
 
 def catalog_path(data_dir: Path | None) -> Path:
@@ -292,7 +292,7 @@ def evaluate_suite(backbone, suite: dict, data_dir: Path | None = None) -> dict:
 
 
 def evaluate_suites(weights: Path | str = "", data_dir: Path | None = None) -> dict:
-    """``evaluate_suite`` for every ``benchmarks/suites/offline-*.yaml``."""
+    """``evaluate_suite`` for every ``oodbench/suites/offline-*.yaml``."""
     import yaml
 
     from oodbench.mini.model import MiniBackbone

@@ -25,7 +25,7 @@ from oodbench_mmood.labels import MMOODLabels
 from oodbench_mmood.score import EOEScorer
 from tests.toy import ToyColourBackbone
 
-SUITES = Path(__file__).resolve().parents[3] / "benchmarks" / "suites"
+SUITES = Path(__file__).resolve().parents[3] / "oodbench" / "suites"
 
 
 @dataclasses.dataclass

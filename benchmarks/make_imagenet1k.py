@@ -6,14 +6,14 @@ pairs of classes alike; the second of each pair gets its WordNet synset's own he
 1000 names differ: 744 n04008634 "projectile, missile" -> "projectile" (657 n03773504 stays
 "missile") and 836 n04355933 "sunglass" -> "sunglass" (837 n04356056 stays "sunglasses").
 Wnids: the 1000 ILSVRC-2012 synsets in class-index order (= sorted), from timm's
-``timm/data/_info/imagenet_synsets.txt``. Run once: python benchmarks/classlists/make_imagenet1k.py
+``timm/data/_info/imagenet_synsets.txt``. Run once: python benchmarks/make_imagenet1k.py
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "oodbench" / "classlists"  # package data
 DISAMBIGUATE = {744: "projectile", 836: "sunglass"}
 
 
