@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,17 @@ class ComponentRef:
         if isinstance(value, str):
             return cls(value)
         if isinstance(value, dict) and "name" in value:
-            return cls(str(value["name"]), dict(value.get("params") or {}))
-        raise OODBenchError(f"A component reference needs a name, got {value!r}.")
+            unknown = sorted(set(value) - {"name", "params"})
+            if unknown:
+                raise ParameterError(f"Component {value['name']!r}: unknown key {unknown[0]!r}"
+                                     f"{_did_you_mean(unknown[0], ('name', 'params'))}; a "
+                                     f"component is {{name: ..., params: {{...}}}}.")
+            params = value.get("params") or {}
+            if not isinstance(params, dict):
+                raise ParameterError(f"Component {value['name']!r}: params must be a mapping "
+                                     f"(field: value), got {params!r}.")
+            return cls(str(value["name"]), dict(params))
+        raise ParameterError(f"A component reference needs a name, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -100,13 +110,17 @@ class MethodSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "method") -> MethodSpec:
-        unknown = set(data) - {"name", "description", "reference", "interpolation", *ROLES,
-                               "finetuner"}
+        allowed = ("name", "description", "reference", "interpolation", *ROLES)
+        unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise OODBenchError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {ROLES}.")
+            raise ParameterError(f"{where}: unknown field {unknown[0]!r}"
+                                 f"{_did_you_mean(unknown[0], allowed)}; allowed: "
+                                 f"{', '.join(allowed)}.")
         if "scorer" not in data or "name" not in data:
-            raise OODBenchError(f"{where}: a method needs 'name' and 'scorer'.")
-        tuners = data.get("finetuners") or ([data["finetuner"]] if data.get("finetuner") else [])
+            raise ParameterError(f"{where}: a method needs 'name' and 'scorer'.")
+        tuners = data.get("finetuners") or []
+        if isinstance(tuners, str | dict):  # one fine-tuner, not a list of letters
+            tuners = [tuners]
         return cls(
             name=str(data["name"]),
             description=str(data.get("description", "")),
@@ -127,6 +141,11 @@ class MethodSpec:
         if not isinstance(data, dict):
             raise OODBenchError(f"Method file {path} must be a YAML mapping.")
         return cls.from_dict(data, where=str(path))
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _opt(value: Any) -> ComponentRef | None:

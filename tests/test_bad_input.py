@@ -113,3 +113,28 @@ def test_leaderboard_check_fails_on_any_invalid_record(tmp_path, case, content):
     assert built.exit_code == 0 and "bad.json" in built.output
     checked = runner.invoke(leaderboard_app, ["check", *args])
     assert checked.exit_code == 1 and "bad.json is not a valid result record" in checked.output
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: m\nscorer: {name: mcm, params: [1]}\n", "params must be a mapping"),
+    ("name: m\nscorer: {name: mcm, param: {temperature: 2}}\n", "did you mean 'params'?"),
+    ("name: m\nscorer: mcm\nfinetuner: recenter\n", "did you mean 'finetuners'?"),
+    ("name: m\nscorer: mcm\nscorerr: mcm\n", "did you mean 'scorer'?"),
+])
+def test_method_file_mistakes_are_one_line_usage_errors(registry, colour_suite, tmp_path,
+                                                        monkeypatch, text, message):
+    monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
+    method = tmp_path / "m.yaml"
+    method.write_text(text)
+    result = CliRunner().invoke(app, ["run", "-m", str(method), "-s", str(colour_suite),
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_single_finetuner_string_is_one_finetuner_not_letters():
+    from oodbench.method import ComponentRef, MethodSpec
+
+    spec = MethodSpec.from_dict({"name": "m", "scorer": "mcm", "finetuners": "recenter"})
+    assert spec.finetuners == (ComponentRef("recenter"),)
