@@ -32,6 +32,12 @@ class ParameterError(OODBenchError):
     exit_code = 2
 
 
+class SuiteError(OODBenchError):
+    """A malformed suite file (exit code 2, like a usage error)."""
+
+    exit_code = 2
+
+
 class PluginError(OODBenchError):
     """A plugin failed to load or registered something invalid."""
 

@@ -138,3 +138,83 @@ def test_a_single_finetuner_string_is_one_finetuner_not_letters():
 
     spec = MethodSpec.from_dict({"name": "m", "scorer": "mcm", "finetuners": "recenter"})
     assert spec.finetuners == (ComponentRef("recenter"),)
+
+
+SUITE = """name: s
+version: {version}
+id:
+  name: colours
+  classes: {classes}
+  test: {{type: imagefolder, root: {root}}}
+prompts: {prompts}
+ood:
+  - {{name: grey, group: far, source: {ood}}}
+"""
+
+
+def _suite(tmp_path, include="", **over):
+    values = {"version": 1, "classes": "[red, green]", "root": str(tmp_path / "img"),
+              "prompts": '["a photo of a {}."]',
+              "ood": "{type: imagefolder, root: " + str(tmp_path / "img") + "}"}
+    values.update(over)
+    folder = tmp_path / "suites"
+    folder.mkdir(exist_ok=True)
+    path = folder / "s.yaml"
+    path.write_text((f"include: {include}\n" if include else "") + SUITE.format(**values))
+    return path
+
+
+SUITE_CASES = [
+    ("version-text", {"version": "abc"}, "version must be a positive integer"),
+    ("duplicate-classes", {"classes": "[red, red]"}, "appear more than once"),
+    ("two-placeholders", {"prompts": '["a {} of a {}"]'}, "exactly one '{}'"),
+    ("named-placeholder", {"prompts": '["{x}"]'}, "exactly one '{}'"),
+    ("select-list", {"ood": "{type: offline, split: test, select: [category]}"},
+     "select must map"),
+    ("select-number", {"ood": "{type: offline, split: test, select: {category: 5}}"},
+     "select must map"),
+    ("classes-outside", {"classes": "{file: ../../../../../../../../../../etc/passwd}"},
+     "lies outside the suite"),
+    ("classes-absolute", {"classes": "{file: /etc/passwd}"}, "lies outside the suite"),
+]
+
+
+@pytest.mark.parametrize(("case", "over", "message"), SUITE_CASES,
+                         ids=[c[0] for c in SUITE_CASES])
+def test_suite_file_mistakes_are_one_line_usage_errors(registry, tmp_path, monkeypatch, case,
+                                                       over, message):
+    monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
+    suite = _suite(tmp_path, **over)
+    for args in (["suites", "show", str(suite)], ["run", "-m", "mcm", "-s", str(suite),
+                                                  "-o", str(tmp_path / "out")]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and "root:" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("target", ["folder", "binary"])
+def test_including_a_folder_or_a_binary_file_is_one_line(registry, tmp_path, monkeypatch,
+                                                         target):
+    monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
+    (tmp_path / "suites").mkdir()
+    if target == "folder":
+        (tmp_path / "suites" / "base").mkdir()
+    else:
+        (tmp_path / "suites" / "base").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    suite = _suite(tmp_path, include="base")
+    result = CliRunner().invoke(app, ["run", "-m", "mcm", "-s", str(suite)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("is a folder" if target == "folder" else "is not a text") in result.output
+
+
+def test_only_documented_variables_expand_in_suite_paths(monkeypatch):
+    from oodbench.data.sources import expand
+    from oodbench.paths import data_dir
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("OODBENCH_IMAGES", "/srv/images")
+    assert "sk-secret" not in str(expand("/x/${OPENAI_API_KEY}/$OPENAI_API_KEY"))
+    assert str(expand("${OODBENCH_IMAGES}/a")) == "/srv/images/a"
+    assert str(expand("${data}/ood")) == str(data_dir() / "ood")

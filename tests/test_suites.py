@@ -252,7 +252,7 @@ def test_malformed_or_incomplete_suite_is_one_line(tmp_path, text: str, message:
      "expected_count must be a positive integer, got -3"),
     ("{{name: x, source:", "{{name: x, group: medium, source:",
      "ood[0].group must be one of near, far, extra, got 'medium'"),
-    ("name: {name}", "name: {name}\nprompts: ['a photo']", "has no '{{}}' placeholder"),
+    ("name: {name}", "name: {name}\nprompts: ['a photo']", "must hold exactly one '{{}}'"),
     ("  classes: [a, b]", "  classes: {{from: open_clip-imagenet}}",
      "expected a list, {{file: PATH}}"),
     ("name: {name}", "name: other", "must match the file name"),

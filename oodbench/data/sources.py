@@ -108,8 +108,15 @@ class ImageList:
                          content_key(self.fingerprint, idx), self.hf_dataset, self.hf_image_column)
 
 
+# the variables a suite's paths may name: ${data} and OODBENCH_* (a shared suite file must not
+# be able to print, say, ${OPENAI_API_KEY} into a path or an error message)
+_VARIABLE = re.compile(r"\$\{(OODBENCH_[A-Z0-9_]+)\}|\$(OODBENCH_[A-Z0-9_]+)")
+
+
 def expand(path: str) -> Path:
-    return Path(os.path.expandvars(path.replace("${data}", str(data_dir())))).expanduser()
+    text = path.replace("${data}", str(data_dir()))
+    text = _VARIABLE.sub(lambda m: os.environ.get(m.group(1) or m.group(2), m.group(0)), text)
+    return Path(text).expanduser()
 
 
 def resolve_source(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
