@@ -104,17 +104,23 @@ class FeatureStore:
     # -- images ------------------------------------------------------------------------------
     def image_key(self, backbone: Backbone, images: ImageList,
                   ctx: RunContext | None = None) -> str:
-        """The cache key; ``ctx`` matters only when ``images`` take the GPU decode path."""
+        """The cache key; ``ctx`` matters when ``images`` take the GPU decode path and when it
+        computes in another dtype than float32 (None: a float32 run on the CPU path)."""
         spec = decode_plan(backbone, images, ctx)[0] if ctx is not None else None
-        return self._key(backbone, images, spec, ctx.device if ctx else torch.device("cpu"))
+        if ctx is None:
+            return self._key(backbone, images, spec, torch.device("cpu"))
+        return self._key(backbone, images, spec, ctx.device, ctx.dtype)
 
     @staticmethod
     def _key(backbone: Backbone, images: ImageList, spec: TensorPreprocess | None,
-             device: torch.device) -> str:
-        if spec is None:  # the CPU path: the key existing caches were written under
-            return content_key("image-features/1", backbone.fingerprint(), images.fingerprint)
+             device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+        # float32 on the CPU decode path: the key existing caches were written under
+        parts: list[Any] = [] if spec is None else [decode_key_part(spec, device)]
+        compute = compute_key_part(device, dtype)
+        if compute is not None:
+            parts.append(compute)
         return content_key("image-features/1", backbone.fingerprint(), images.fingerprint,
-                           decode_key_part(spec, device))
+                           *parts)
 
     def note(self, message: str) -> None:
         """Log ``message`` once per store and keep it in ``stats.notes``."""
@@ -129,7 +135,7 @@ class FeatureStore:
     def images(self, backbone: Backbone, images: ImageList, ctx: RunContext,
                progress: Progress | None = None) -> FeatureSet:
         spec, why_not = decode_plan(backbone, images, ctx)
-        key = self._key(backbone, images, spec, ctx.device)
+        key = self._key(backbone, images, spec, ctx.device, ctx.dtype)
         cached = self._load(key)
         if cached is not None:
             self.stats.cache_hits += 1
@@ -412,12 +418,32 @@ def _encode_with_fallback(backbone: Backbone, pixels: torch.Tensor, ctx: RunCont
     return torch.cat(outputs), chunk
 
 
+def autocast_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+    """The dtype images are encoded under ``torch.autocast`` in (None: no autocast)."""
+    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        return dtype
+    return None
+
+
+def compute_key_part(device: torch.device, dtype: torch.dtype) -> dict[str, str] | None:
+    """What the image-feature key adds for a run's numerics: the run dtype (a backbone may load
+    its weights in it, as the mini one does) and the autocast mode of :func:`_encode_batch`.
+    None for float32, so float32 caches keep their keys; features computed in float16 or
+    bfloat16 are never reused for another dtype, nor float32 ones for them."""
+    if dtype == torch.float32:
+        return None
+    autocast = autocast_dtype(device, dtype)
+    return {"dtype": str(dtype).replace("torch.", ""),
+            "autocast": str(autocast).replace("torch.", "") if autocast else "none"}
+
+
 def _encode_batch(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext,
                   to_cpu: bool = True) -> torch.Tensor:
     pixels = pixels.to(ctx.device, non_blocking=True)
     with torch.no_grad():
-        if ctx.device.type == "cuda" and ctx.dtype in (torch.float16, torch.bfloat16):
-            with torch.autocast("cuda", dtype=ctx.dtype):
+        autocast = autocast_dtype(ctx.device, ctx.dtype)
+        if autocast is not None:
+            with torch.autocast("cuda", dtype=autocast):
                 feats = backbone.encode_images(pixels)
         else:
             feats = backbone.encode_images(pixels)

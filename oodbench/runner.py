@@ -231,7 +231,8 @@ def _bank_fingerprint(bank: LabelBank | None) -> str | None:
 def _labels(env: MethodEnv, components: list[tuple[str, Any]], timer: Timer
             ) -> tuple[TextHead, LabelBank | None, dict[str, Any]]:
     """The ID head, with the label generator's bank added when the method has one."""
-    head = TextHead(env.id_text_features(), list(env.suite.classes))
+    with timer.stage("encode_text"):  # the ID class prompts (a label bank: under "labels")
+        head = TextHead(env.id_text_features(), list(env.suite.classes))
     for role, component in components:
         if role == "label_generator":
             with timer.stage("labels"):
@@ -315,7 +316,8 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
                   "task": suite.task},
         "backbone": {"name": backbone_name, "params": backbone.params(),
                      "fingerprint": backbone.fingerprint(),
-                     **preprocessing_record(backbone, spec, suite, request.backbone_params)},
+                     **preprocessing_record(backbone, spec, suite, request.backbone_params),
+                     **_weights(backbone)},
         "source": "offline" if offline else "real",
         "metrics": per_set,
         "groups": groups,
@@ -341,6 +343,12 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
     if generations is not None:
         record["generations"] = generations
     return record
+
+
+def _weights(backbone: Any) -> dict[str, Any]:
+    """``{"weights": identity}`` for a run with ``--weights``, else nothing (records as before)."""
+    identity = getattr(backbone, "weights_identity", lambda: None)()
+    return {"weights": identity} if identity else {}
 
 
 def _evaluate(request: RunRequest, outcome: Generation, group_of: dict[str, str],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import suppress
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -109,6 +111,12 @@ class Backbone(Component, ABC):
         record; None for a backbone without an ``interpolation`` parameter (the offline mini)."""
         return None
 
+    def weights_identity(self) -> dict[str, Any] | None:
+        """Where a ``--weights`` run's weights came from, for the result record (its backbone
+        section, its file name and the leaderboard row): e.g. ``{"path": ..., "sha256": ...,
+        "tag": ...}``. None when the run names no weights file (the backbone's own weights)."""
+        return None
+
     def text_fingerprint(self) -> str:
         """What the text embeddings depend on: ``fingerprint()`` without the image-side choices
         a run can make (``interpolation``), so label banks are encoded once per model."""
@@ -148,6 +156,37 @@ class Backbone(Component, ABC):
     @property
     def device(self) -> torch.device:
         return getattr(self, "_device", torch.device("cpu"))
+
+
+_SHA256_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(path: str | Path) -> str:
+    """The sha256 of a weights file, hashed once per (path, size, mtime).
+
+    Remembered in this process and on disk (``<cache>/file-sha256``), so a 600 MB checkpoint is
+    read once, not on every run; a changed file (size or mtime) is hashed again.
+    """
+    from oodbench.cache import ArtifactCache, content_key
+    from oodbench.download import file_sha256
+    from oodbench.paths import cache_dir
+
+    resolved = Path(path).expanduser().resolve()
+    stat = resolved.stat()
+    stamp = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    if stamp in _SHA256_MEMO:
+        return _SHA256_MEMO[stamp]
+    cache, key = ArtifactCache(cache_dir()), content_key("file-sha256/1", *stamp)
+    stored = cache.get_json("file-sha256", key)
+    if isinstance(stored, dict) and isinstance(stored.get("sha256"), str):
+        digest = stored["sha256"]
+    else:
+        digest = file_sha256(resolved)
+        with suppress(OSError):  # a read-only cache: still remembered in this process
+            cache.put_json("file-sha256", key, {"path": stamp[0], "size": stamp[1],
+                                                "mtime_ns": stamp[2], "sha256": digest})
+    _SHA256_MEMO[stamp] = digest
+    return digest
 
 
 def encode_texts_halving(encode: Callable[[list[str]], torch.Tensor],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,10 @@ from oodbench.backbones.base import (
     Interpolation,
     TensorPreprocess,
     encode_texts_halving,
+    weights_sha256,
 )
 from oodbench.errors import MissingDataError, OfflineError
-from oodbench.hub import prefer_offline_when_unreachable
+from oodbench.hub import offline_hint, prefer_offline_when_unreachable
 
 
 class _ProcessorTransform:
@@ -69,7 +70,7 @@ class HFCLIPBackbone(Backbone):
         except OSError as exc:
             raise OfflineError(
                 f"Cannot load Hugging Face model {self.source!r}"
-                f"{' (HF_HUB_OFFLINE is set)' if os.environ.get('HF_HUB_OFFLINE') else ''}: "
+                f"{'' if local.exists() else offline_hint(unknown='')}: "
                 f"{' '.join(str(exc).split())[:140]}. Download it where the hub is reachable "
                 f"(or fill the Hugging Face cache and set HF_HUB_OFFLINE=1) and pass "
                 f"--weights /local/folder (--backbone-param model_id=/local/folder)."
@@ -92,6 +93,19 @@ class HFCLIPBackbone(Backbone):
     @property
     def logit_scale(self) -> float:
         return float(self._model.logit_scale.exp().item())
+
+    def weights_identity(self) -> dict[str, Any] | None:
+        """A ``weights`` folder's path and one sha256 over its weight files (each hashed once
+        per path, size and mtime); a hub id with its revision; None without ``weights``."""
+        if not self.weights:
+            return None
+        local = Path(self.weights).expanduser()
+        if not local.exists():
+            return {"id": self.weights, "revision": self.revision}
+        files = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
+        listing = "".join(f"{f.name} {weights_sha256(f)}\n" for f in files)
+        digest = hashlib.sha256(listing.encode()).hexdigest()
+        return {"path": str(local.resolve()), "sha256": digest, "files": [f.name for f in files]}
 
     def text_fingerprint(self) -> str:
         local = Path(self.source).expanduser()

@@ -7,8 +7,11 @@ QuickGELU and then computes wrong embeddings, so the presets use the ``-quickgel
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Callable, Sequence
+import logging
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,60 +24,179 @@ from oodbench.backbones.base import (
     TensorPreprocess,
     encode_texts_halving,
     resize_interpolation,
+    weights_sha256,
     with_interpolation,
 )
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
+from oodbench.hub import offline_hint, prefer_offline_when_unreachable
+
+_logger = logging.getLogger(__name__)
+# the keys of an open_clip pretrained tag's config that a weights file is loaded with
+_TAG_KEYS = ("mean", "std", "interpolation", "resize_mode", "quick_gelu")
+# what OpenAI's TorchScript CLIP carries besides parameters (open_clip's load_state_dict drops
+# them too)
+_JIT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
 @dataclasses.dataclass
 class OpenCLIPBackbone(Backbone):
-    """An open_clip model; ``pretrained`` is a tag (``openai``, ``laion2b_s34b_b88k``...)."""
+    """An open_clip model; ``pretrained`` is a tag (``openai``, ``laion2b_s34b_b88k``...).
+
+    With ``weights`` (a local file: a state dict as .bin/.pt/.pth/.safetensors, a training
+    checkpoint ``{"state_dict": ...}`` with or without ``module.`` prefixes, or the TorchScript
+    file OpenAI's ``clip.load`` caches) the weights come from the file and ``pretrained`` names
+    the tag they are a copy of: its preprocessing (mean, std, interpolation, resize mode) is
+    merged as open_clip merges it when it downloads that tag itself (it does so only when
+    ``pretrained`` is a tag), and QuickGELU is switched on when the tag was trained with it
+    (open_clip itself only warns). ``pretrained=""`` with a file: the model config's own
+    defaults. OpenAI-style weights (a TorchScript file, the tag ``openai``) on a model without
+    QuickGELU get a one-line warning (METHODS.md §1).
+    """
 
     name = "openclip"
     description = "Any open_clip model + pretrained tag or local checkpoint (--weights)."
     model: str = "ViT-B-16-quickgelu"
     pretrained: str = "openai"  # "" = random initialisation (timing and tests)
-    weights: str = ""  # local checkpoint path; overrides `pretrained`
+    weights: str = ""  # local checkpoint file; the weights instead of the tag's download
     interpolation: Interpolation = "model"  # resize filter; "model" = open_clip's (bicubic)
+    force_quick_gelu: bool = False  # QuickGELU whatever the model config says (OpenAI weights)
 
     def load(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         import open_clip
 
-        source = self.weights or self.pretrained or None
-        if self.weights and not Path(self.weights).exists():
-            raise MissingDataError(f"Backbone checkpoint {self.weights} does not exist.")
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                self.model, pretrained=source, device=device
-            )
-        except RuntimeError as exc:
-            if "unknown model" in str(exc).lower() or "Model config" in str(exc):
-                raise OODBenchError(f"open_clip has no model {self.model!r}; see "
-                                    f"open_clip.list_models().") from None
-            raise self._offline(exc) from None
-        except (OSError, ValueError) as exc:
-            if source is None:  # nothing to download: the architecture itself is wrong
-                raise OODBenchError(f"Cannot build open_clip model {self.model!r}: "
-                                    f"{' '.join(str(exc).split())[:160]}") from None
-            raise self._offline(exc) from None
+        self._jit_file = False
+        if self.weights:
+            model, preprocess = self._from_file(Path(self.weights).expanduser())
+            model = model.to(device)
+            self._sha256 = weights_sha256(self.weights)
+        else:
+            model, preprocess = self._from_tag(device)
+        self._warn_quick_gelu()
         model.eval()
         self._model, self._model_preprocess = model, preprocess
         self._preprocess = with_interpolation(preprocess, self.interpolation)
         self._tokenizer = open_clip.get_tokenizer(self.model)
         self._device = device
 
+    def _from_tag(self, device: torch.device) -> tuple[Any, Any]:
+        import open_clip
+
+        source = self.pretrained or None
+        if source:  # a download: fail at once when the hub is unreachable, not after retries
+            prefer_offline_when_unreachable()
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.model, pretrained=source, device=device,
+                force_quick_gelu=self.force_quick_gelu)
+        except RuntimeError as exc:
+            if "unknown model" in str(exc).lower() or "Model config" in str(exc):
+                raise self._unknown_model() from None
+            raise self._offline(exc) from None
+        except (OSError, ValueError) as exc:
+            if source is None:  # nothing to download: the architecture itself is wrong
+                raise OODBenchError(f"Cannot build open_clip model {self.model!r}: "
+                                    f"{' '.join(str(exc).split())[:160]}") from None
+            raise self._offline(exc) from None
+        return model, preprocess
+
+    def _unknown_model(self) -> OODBenchError:
+        return OODBenchError(f"open_clip has no model {self.model!r}; see "
+                             f"open_clip.list_models().")
+
+    def tag_config(self) -> dict[str, Any]:
+        """The pretrained tag's configuration applied to a ``weights`` file ({} without a tag):
+        open_clip's ``get_pretrained_cfg(model, tag)``, the keys that change the model's
+        preprocessing or activation (mean, std, interpolation, resize_mode, quick_gelu)."""
+        from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+
+        if not self.pretrained:
+            return {}
+        cfg = get_pretrained_cfg(self.model, self.pretrained)
+        if not cfg:
+            tags = ", ".join(list_pretrained_tags_by_model(self.model)) or "none"
+            raise OODBenchError(
+                f"open_clip has no pretrained tag {self.pretrained!r} for {self.model!r} "
+                f"(tags: {tags}); with --weights, --backbone-param pretrained=TAG names the tag "
+                f"the file is a copy of (its preprocessing is applied), pretrained= none.")
+        return {k: cfg[k] for k in _TAG_KEYS if k in cfg}
+
+    def _from_file(self, path: Path) -> tuple[Any, Any]:
+        import open_clip
+
+        if not path.exists():
+            raise MissingDataError(f"Backbone checkpoint {self.weights} does not exist.")
+        if path.is_dir():
+            raise OODBenchError(self._folder_message(path))
+        cfg = self.tag_config()
+        quick_gelu = self.force_quick_gelu or bool(cfg.get("quick_gelu"))
+        try:
+            with _no_random_init_warning():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    self.model, pretrained=None, device="cpu", force_quick_gelu=quick_gelu,
+                    image_mean=cfg.get("mean"), image_std=cfg.get("std"),
+                    image_interpolation=cfg.get("interpolation"),
+                    image_resize_mode=cfg.get("resize_mode"))
+        except RuntimeError as exc:
+            if "unknown model" in str(exc).lower() or "Model config" in str(exc):
+                raise self._unknown_model() from None
+            raise OODBenchError(f"Cannot build open_clip model {self.model!r}: "
+                                f"{' '.join(str(exc).split())[:160]}") from None
+        self._jit_file = load_weights_file(model, path, self.model)
+        return model, preprocess
+
+    def _folder_message(self, path: Path) -> str:
+        inside = sorted(f.name for f in path.iterdir()
+                        if f.suffix in (".bin", ".pt", ".pth", ".safetensors"))
+        hint = f" (it holds {', '.join(inside[:3])}: pass one of those files)" if inside else ""
+        return (f"--weights {path} is a folder; the open_clip backbone takes one checkpoint "
+                f"file (.bin, .pt, .pth, .safetensors, or OpenAI's TorchScript .pt){hint}. A "
+                f"Hugging Face transformers model folder (config.json) belongs to --backbone "
+                f"hf-clip --weights FOLDER.")
+
+    def _warn_quick_gelu(self) -> None:
+        """One line when OpenAI-style weights run without QuickGELU (METHODS.md §1)."""
+        from open_clip import get_model_config, list_models
+
+        openai_style = self._jit_file or self.pretrained == "openai"
+        quick = self.force_quick_gelu or bool((get_model_config(self.model) or {})
+                                              .get("quick_gelu"))
+        if self.weights:
+            quick = quick or bool(self.tag_config().get("quick_gelu"))
+        if openai_style and not quick:
+            what = "an OpenAI TorchScript file" if self._jit_file else "the tag 'openai'"
+            named = f"{self.model}-quickgelu"
+            fix = (f"model={named} or --backbone-param force_quick_gelu=true"
+                   if named in list_models() else "force_quick_gelu=true")
+            _logger.warning(
+                f"open_clip model {self.model!r} runs without QuickGELU but its weights "
+                f"({what}) were trained with it: the embeddings are wrong; use "
+                f"--backbone-param {fix}.")
+
     def _offline(self, exc: BaseException) -> OODBenchError:
         text = " ".join(str(exc).split())[:160]
         if isinstance(exc, ValueError) and "pretrained" in text.lower():
             return OODBenchError(f"open_clip has no pretrained tag {self.pretrained!r} for "
                                  f"{self.model!r}; see open_clip.list_pretrained().")
-        hint = "" if os.environ.get("HF_HUB_OFFLINE") else " (no hub access?)"
         return OfflineError(
-            f"Cannot load open_clip weights {self.model}/{self.pretrained}{hint}: {text}. "
-            f"Download them where the hub is reachable and pass --weights PATH, or fill the "
-            f"Hugging Face cache and set HF_HUB_OFFLINE=1."
+            f"Cannot load open_clip weights {self.model}/{self.pretrained}{offline_hint()}: "
+            f"{text}. Download them where the hub is reachable and pass --weights PATH, or "
+            f"fill the Hugging Face cache and set HF_HUB_OFFLINE=1."
         )
+
+    def weights_identity(self) -> dict[str, Any] | None:
+        """The ``weights`` file's path and sha256 (hashed once per path, size and mtime) and
+        the tag it stands for; None without a file."""
+        if not self.weights:
+            return None
+        return {"path": str(Path(self.weights).expanduser().resolve()),
+                "sha256": self._weights_sha256(), "tag": self.pretrained or None}
+
+    def _weights_sha256(self) -> str:
+        """The ``weights`` file's sha256, fixed at load() (what the model holds)."""
+        if getattr(self, "_sha256", None) is None:
+            self._sha256 = weights_sha256(self.weights)
+        return self._sha256
 
     @property
     def _loaded(self) -> Any:
@@ -101,11 +223,11 @@ class OpenCLIPBackbone(Backbone):
         return self._fingerprint(getattr(self, "_model_preprocess", ""))
 
     def _fingerprint(self, transform: Any) -> str:
-        weights = ""
-        if self.weights:
-            stat = Path(self.weights).stat()
-            weights = f"{Path(self.weights).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        return (f"openclip:{self.model}:{self.pretrained}:{weights}:"
+        # without --weights (and without force_quick_gelu) exactly as before: records and
+        # feature caches keep their keys; a file is named by its content, not its path
+        weights = f"sha256={self._weights_sha256()}" if self.weights else ""
+        quick = ":force_quick_gelu" if self.force_quick_gelu else ""
+        return (f"openclip:{self.model}:{self.pretrained}:{weights}{quick}:"
                 + content_key(repr(transform))[:16])
 
     def interpolation_used(self) -> str | None:
@@ -199,3 +321,169 @@ def tensor_spec_from_transform(transform: Any) -> TensorPreprocess | None:
             crop_offset="round")
     except ValueError:  # e.g. nearest interpolation, a padding crop: not expressed as a spec
         return None
+
+
+# -- weights files ---------------------------------------------------------------------------
+class _DropRandomInitWarning(logging.Filter):
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" when a model is
+    built without a tag; with a weights file that is loaded next, the line is wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextmanager
+def _no_random_init_warning() -> Iterator[None]:
+    root, drop = logging.getLogger(), _DropRandomInitWarning()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (what OpenAI's ``clip.load`` caches, e.g.
+    ViT-B-16.pt): a zip with ``constants.pkl``, which ``torch.load(weights_only=True)``
+    refuses."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """(state dict, whether the file was TorchScript) from a weights file, on the CPU.
+
+    TorchScript: ``torch.jit.load(map_location="cpu").state_dict()`` without OpenAI's
+    input_resolution / context_length / vocab_size entries, as open_clip's openai.py and
+    factory.load_state_dict do; safetensors; otherwise ``torch.load(weights_only=True)``, a
+    ``{"state_dict": ...}`` training checkpoint unwrapped. ``module.`` (DistributedDataParallel)
+    prefixes are removed.
+    """
+    jit = is_torchscript(path)
+    if jit:
+        try:
+            with warnings.catch_warnings():  # torch 2.9+: "torch.jit.load is deprecated"
+                warnings.simplefilter("ignore", FutureWarning)
+                state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        except RuntimeError as exc:
+            raise OODBenchError(f"Cannot read TorchScript weights {path}: "
+                                f"{' '.join(str(exc).split())[:160]}") from None
+        for key in _JIT_EXTRA_KEYS:
+            state.pop(key, None)
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as exc:  # safetensors raises its own SafetensorError
+            raise OODBenchError(f"Cannot read safetensors weights {path}: "
+                                f"{' '.join(str(exc).split())[:160]}") from None
+    else:
+        try:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError, RuntimeError (not a zip / pickle)...
+            raise OODBenchError(
+                f"Cannot read weights {path} as a PyTorch checkpoint "
+                f"({' '.join(str(exc).split())[:120]}); --weights takes a state dict "
+                f"(.bin/.pt/.pth/.safetensors), a training checkpoint with 'state_dict', or "
+                f"OpenAI's TorchScript .pt.") from None
+        if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+            loaded = loaded["state_dict"]
+        if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor)
+                                                   for v in loaded.values()):
+            keys = ", ".join(map(str, list(loaded)[:5])) if isinstance(loaded, dict) else ""
+            raise OODBenchError(
+                f"Weights {path} hold no state dict (a {type(loaded).__name__}"
+                f"{f' with keys {keys}' if keys else ''}); --weights takes a state dict or a "
+                f"training checkpoint with 'state_dict'.")
+        state = loaded
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}, jit
+
+
+def _fit_to_model(model: Any, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The conversions open_clip's ``factory.load_checkpoint`` applies before loading."""
+    try:  # open_clip >= 2.24 for some of these; each step is skipped where it is missing
+        from open_clip.convert import convert_state_dict
+
+        state = convert_state_dict(model, state)
+    except ImportError:
+        pass
+    from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed
+
+    if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
+        state = convert_to_custom_text_state_dict(state)
+    for key in ("logit_scale", "logit_bias"):
+        param = getattr(model, key, None)
+        if key in state and param is not None and param.ndim != state[key].ndim:
+            state[key] = state[key].reshape(param.shape)
+    if "logit_bias" not in state and getattr(model, "logit_bias", None) is not None \
+            and "logit_scale" in state:
+        state["logit_bias"] = torch.zeros_like(state["logit_scale"])
+    position_ids = "text.transformer.embeddings.position_ids"
+    if position_ids in state and not hasattr(model, position_ids):
+        del state[position_ids]
+    resize_pos_embed(state, model)
+    try:
+        from open_clip.model import resize_text_pos_embed
+
+        resize_text_pos_embed(state, model)
+    except ImportError:
+        pass
+    return state
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(map(str, t.shape)) + "]"
+
+
+def state_dict_problems(expected: dict[str, torch.Tensor],
+                        found: dict[str, torch.Tensor]) -> str:
+    """What keeps ``found`` from loading into a model with state dict ``expected`` ("": fits):
+    the first shape mismatch (key, expected vs found shape) and a few missing / unexpected
+    keys, in one line."""
+    parts = []
+    mismatched = [k for k, v in found.items() if k in expected and expected[k].shape != v.shape]
+    if mismatched:
+        key = mismatched[0]
+        more = f" (+{len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
+        parts.append(f"{key} has shape {_shape(found[key])}, the model expects "
+                     f"{_shape(expected[key])}{more}")
+    for what, keys in (("missing", [k for k in expected if k not in found]),
+                       ("unexpected", [k for k in found if k not in expected])):
+        if keys:
+            more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {what} key(s): {', '.join(keys[:3])}{more}")
+    return "; ".join(parts)
+
+
+def load_weights_file(model: Any, path: Path, model_name: str) -> bool:
+    """Load ``path`` into the open_clip ``model`` (strict); True if it was TorchScript.
+
+    A file that does not fit the architecture is a one-line error naming the first
+    mismatched key with both shapes, and a few missing / unexpected keys.
+    """
+    if path.suffix in (".npz", ".npy"):  # big_vision (SigLIP) numpy weights: open_clip's path
+        import open_clip
+
+        try:
+            open_clip.load_checkpoint(model, str(path))
+        except Exception as exc:
+            raise OODBenchError(f"Cannot load big_vision weights {path} into open_clip model "
+                                f"{model_name!r}: {' '.join(str(exc).split())[:160]}") from None
+        return False
+    state, jit = read_state_dict(path)
+    if not state:
+        raise OODBenchError(f"Weights {path} hold an empty state dict.")
+    # a conversion that needs keys the file lacks fails: the check below says why
+    with suppress(Exception):
+        state = _fit_to_model(model, state)
+    problems = state_dict_problems(model.state_dict(), state)
+    if problems:
+        raise OODBenchError(
+            f"Weights {path} do not fit open_clip model {model_name!r}: {problems}. Pass the "
+            f"architecture they were trained as (--backbone-param model=NAME, see "
+            f"open_clip.list_models()).")
+    model.load_state_dict(state, strict=True)
+    return jit
