@@ -190,6 +190,19 @@ def compare(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str],
     return problems
 
 
+def dirty_records(results: Path) -> list[str]:
+    """Committed records written from a working tree with uncommitted changes: their
+    ``git_revision`` does not name the code that produced them."""
+    from oodbench.leaderboard import load_entries
+
+    if not results.is_dir():
+        return []
+    entries, _ = load_entries(results)
+    return [f"{e.file}: written from a dirty tree ({e.record['environment'].get('git_revision')})"
+            f"; regenerate it from a clean checkout" for e in entries
+            if str(e.record["environment"].get("git_revision") or "").endswith("+dirty")]
+
+
 def update(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str], str],
            methods: set[str] | None = None) -> None:
     """Replace the committed records in scope with the fresh ones; remove stale ones."""
@@ -273,6 +286,7 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
         leaderboard.build(args.results, args.out, reported)
     problems += compare(outcomes, args.results, scope, args.tolerance, subset["methods"],
                         args.fpr95_images)
+    problems += dirty_records(args.results)
     try:
         problems += leaderboard.check(args.results, args.out, reported)[1]
     except OODBenchError as exc:

@@ -274,3 +274,14 @@ def test_stand_in_rows_are_marked_and_never_ranked_with_paper_rows(tmp_path):
     text = leaderboard.render_markdown(leaderboard.collect(results))
     assert "imagenet-far · FPR95 convention: paper · with stand-ins" in text
     assert "| 1 | synood · mini-diffusion, per_class=4 |" in text
+
+
+def test_ci_refuses_committed_records_from_a_dirty_tree(tmp_path):
+    ci = _ci_module()
+    results = tmp_path / "results"
+    clean, dirty = fake_record("mcm"), fake_record("msp")
+    clean["environment"]["git_revision"] = "0123456789abcdef"
+    write(results, "mcm.json", clean)
+    write(results, "msp.json", dirty)  # fake_record's revision ends in +dirty
+    problems = ci.dirty_records(results)
+    assert len(problems) == 1 and problems[0].startswith("msp.json: written from a dirty tree")
