@@ -12,8 +12,6 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("oodbench")
 
-__all__ = ["__version__", "hookimpl"]
-
 _LAZY = {
     "Scorer": "oodbench.interfaces",
     "LabelGenerator": "oodbench.interfaces",
@@ -26,7 +24,12 @@ _LAZY = {
     "TextHead": "oodbench.types",
     "SampleSet": "oodbench.types",
     "OODBenchError": "oodbench.errors",
+    "MethodEnv": "oodbench.env",
+    "RunContext": "oodbench.types",
 }
+
+# everything a plugin may import from the top level (lazily: no torch at `import oodbench`)
+__all__ = ["__version__", "hookimpl", *_LAZY]
 
 
 def __getattr__(name: str) -> object:

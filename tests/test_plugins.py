@@ -129,3 +129,20 @@ def test_builtin_plugin_failure_is_fatal(monkeypatch):
 @oodbench.hookimpl
 def register_scorers(register):  # used by test_builtin_plugin_failure_is_fatal
     register(42)
+
+
+def test_the_public_api_is_listed_and_importable_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, oodbench; assert 'torch' not in sys.modules; "
+            "names = [n for n in oodbench.__all__ if not n.startswith('_')]; "
+            "[getattr(oodbench, n) for n in names]; print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == len([n for n in __import__("oodbench").__all__ if n[0] != "_"])
+    import oodbench
+
+    assert {"MethodEnv", "LabelBank", "TextHead", "Scorer", "MethodSpec"} <= set(oodbench.__all__)
+    from importlib.resources import files
+
+    assert files("oodbench").joinpath("py.typed").is_file()
