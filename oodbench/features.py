@@ -4,6 +4,26 @@ Every method on the same backbone reuses the cached features: a second method on
 not decode or encode a single image. Entries are ``.npy`` arrays with a JSON sidecar, both
 written atomically; the sidecar is written last, so an entry without one is incomplete and is
 recomputed.
+
+The cache never lies:
+
+* Image keys. An image folder is keyed by the SHA-256 of every file's *content* (with its
+  listing: relative paths, sizes, labels; see ``ImageList.fingerprint``), not by path + size:
+  an image rewritten in place with the same size gets new features. Full content hashes, not
+  size + mtime + a partial hash, because they also let the runner find an OOD set that shares
+  images with the ID set, and a copied or ``touch``-ed folder keeps its features. The cost is
+  one read of every file on the first run (the encoding reads them anyway); the digests are
+  memoised per (path, size, mtime_ns, ctime_ns, inode) in ``<cache>/content-index``
+  (:class:`oodbench.cache.ContentIndex`), so a re-run costs one ``stat`` per file. Offline and
+  Hugging Face sets keep their own keys (pinned packages; dataset revision + rows).
+* Read failures are not permanent. Only encoded rows are features; images that could not be
+  read are listed in the sidecar, and a run that finds such an entry tries those images again
+  (a file deleted mid-run and restored is encoded then, and the entry rewritten).
+* Entries are checked when read: the sidecar's fields, the array's shape (rows x the backbone's
+  width), dtype (float32), finite values, and its SHA-256, stored in the sidecar when written
+  (text embeddings have a sidecar too). An entry that fails is recomputed, with one log line
+  ``features X: cache entry invalid (reason); recomputing``; one written before checksums
+  existed is recomputed once the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +42,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from oodbench import shards
 from oodbench.backbones.base import Backbone, TensorPreprocess
-from oodbench.cache import ArtifactCache, atomic_write, atomic_write_text, content_key
+from oodbench.cache import (
+    ArtifactCache,
+    ContentIndex,
+    array_sha256,
+    atomic_write,
+    atomic_write_text,
+    content_key,
+)
 from oodbench.data.sources import ImageList
 from oodbench.decode import (
     JpegBytesDataset,
@@ -98,6 +125,7 @@ class FeatureStore:
         self.stats = EncodeStats()
         self.log = log
         self.shard = shard
+        self.index = ContentIndex(cache.root)  # image files' content digests, memoised
         # backbone fingerprint -> text -> (features tensor, row): texts seen by this store
         self._memo: dict[str, dict[str, tuple[torch.Tensor, int]]] = {}
 
@@ -107,6 +135,7 @@ class FeatureStore:
         """The cache key; ``ctx`` matters when ``images`` take the GPU decode path and when it
         computes in another dtype than float32 (None: a float32 run on the CPU path)."""
         spec = decode_plan(backbone, images, ctx)[0] if ctx is not None else None
+        images.use_index(self.index)
         if ctx is None:
             return self._key(backbone, images, spec, torch.device("cpu"))
         return self._key(backbone, images, spec, ctx.device, ctx.dtype)
@@ -135,11 +164,16 @@ class FeatureStore:
     def images(self, backbone: Backbone, images: ImageList, ctx: RunContext,
                progress: Progress | None = None) -> FeatureSet:
         spec, why_not = decode_plan(backbone, images, ctx)
+        images.use_index(self.index)
         key = self._key(backbone, images, spec, ctx.device, ctx.dtype)
-        cached = self._load(key)
-        if cached is not None:
+        cached = self._load(key, dim=backbone.embed_dim, what=images.name)
+        rows = _rows_of(images.keys, cached.paths) if cached is not None else None
+        if cached is not None and rows is None:
+            self._say(f"features {images.name}: cache entry invalid (its paths are not "
+                      f"images of the set); recomputing")
+        elif cached is not None and rows is not None:
             self.stats.cache_hits += 1
-            return cached
+            return self._retry_skipped(backbone, images, ctx, spec, key, cached, rows)
         if why_not:
             self.note(why_not)
         rank, world = self.shard or shards.world()
@@ -150,9 +184,35 @@ class FeatureStore:
         self._save(key, result, images.name)
         return result
 
+    def _retry_skipped(self, backbone: Backbone, images: ImageList, ctx: RunContext,
+                       spec: TensorPreprocess | None, key: str, cached: FeatureSet,
+                       rows: list[int]) -> FeatureSet:
+        """A cached entry plus the images it has no row for (unreadable when it was written),
+        read again: a read failure is never cached as permanent. The entry is rewritten when
+        any of them is encoded now."""
+        have = set(rows)
+        missing = [i for i in range(len(images)) if i not in have]
+        if not missing:
+            return cached
+        self._say(f"features {images.name}: trying again {len(missing)} image(s) that could "
+                  f"not be read when the cache entry was written")
+        fresh = self._encode(backbone, images, ctx, spec, None, missing)
+        if len(fresh) == 0:
+            return FeatureSet(cached.features, cached.labels, cached.paths, fresh.skipped)
+        where = {images.keys[i]: i for i in missing}
+        at = rows + [where[p] for p in fresh.paths]  # each row's index in ``images``
+        order = sorted(range(len(at)), key=at.__getitem__)
+        both = torch.cat([cached.features, fresh.features])
+        labels = np.concatenate([cached.labels, fresh.labels])
+        paths = cached.paths + fresh.paths
+        merged = FeatureSet(both[order], labels[order], [paths[j] for j in order],
+                            fresh.skipped)
+        self._save(key, merged, images.name)
+        return merged
+
     def _encode(self, backbone: Backbone, images: ImageList, ctx: RunContext,
                 spec: TensorPreprocess | None, progress: Progress | None,
-                rows: range | None = None) -> FeatureSet:
+                rows: Sequence[int] | None = None) -> FeatureSet:
         """Encode ``images`` (only ``rows`` of it when given; None = all, the unsharded path)."""
         start = time.perf_counter()
         if spec is None:
@@ -185,7 +245,7 @@ class FeatureStore:
                 if not rows or rows.start in done:
                     continue
                 part_key = content_key(key, "rows", rows.start, rows.stop)
-                got = self._load(part_key, "feature-parts")
+                got = self._load(part_key, "feature-parts", backbone.embed_dim, images.name)
                 if got is None:
                     lock = shards.PartLock(self.cache.path("feature-parts", part_key, ".lock"),
                                            rank, self.stale_after_s)
@@ -212,7 +272,8 @@ class FeatureStore:
         if not lock.claim():
             return None
         try:
-            got = self._load(part_key, "feature-parts")  # finished between look and claim
+            got = self._load(part_key, "feature-parts", backbone.embed_dim,
+                              images.name)  # finished between look and claim
             if got is None:
                 def beat(done: int, total: int) -> None:
                     lock.beat()
@@ -316,26 +377,24 @@ class FeatureStore:
         return feats, kept, skipped
 
     def _save(self, key: str, fs: FeatureSet, name: str, kind: str = "features") -> None:
-        array_path = self.cache.path(kind, key, ".npy")
-        atomic_write(array_path, lambda tmp: _save_npy(tmp, fs.features.numpy()))
         meta = {"name": name, "rows": len(fs), "labels": fs.labels.tolist(), "paths": fs.paths,
                 "skipped": fs.skipped}
-        atomic_write_text(self.cache.path(kind, key, ".json"), json.dumps(meta))
+        _save_entry(self.cache.path(kind, key, ".npy"), fs.features.numpy(), meta)
 
-    def _load(self, key: str, kind: str = "features") -> FeatureSet | None:
-        meta_path = self.cache.path(kind, key, ".json")
+    def _load(self, key: str, kind: str = "features", dim: int | None = None,
+              what: str = "") -> FeatureSet | None:
+        """The entry under ``key`` if it is whole and valid; an invalid one is logged (one
+        line) and None is returned, so that it is recomputed and overwritten."""
         array_path = self.cache.path(kind, key, ".npy")
-        if not (meta_path.exists() and array_path.exists()):
+        if not self.cache.path(kind, key, ".json").exists():
+            return None  # nothing there, or killed before the sidecar: incomplete
+        got = _load_entry(array_path, dim)
+        if isinstance(got, str):
+            self._say(f"features {what or key[:12]}: cache entry invalid ({got}); recomputing")
             return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            array = np.load(array_path)
-        except (OSError, ValueError):
-            return None
-        if array.shape[0] != meta["rows"]:
-            return None
+        array, meta = got
         return FeatureSet(torch.from_numpy(array), np.asarray(meta["labels"], dtype=np.int64),
-                          meta["paths"], [tuple(s) for s in meta["skipped"]])
+                          meta["paths"], [(str(p), str(r)) for p, r in meta["skipped"]])
 
     # -- texts -------------------------------------------------------------------------------
     def texts(self, backbone: Backbone, texts: Sequence[str], ctx: RunContext) -> torch.Tensor:
@@ -346,21 +405,22 @@ class FeatureStore:
         # /2: batch-invariant text embeddings (mini text tower: equal-length batches)
         key = content_key("text-features/2", fingerprint, texts)
         path = self.cache.path("texts", key, ".npy")
-        if path.exists():
-            try:
-                array = np.load(path)
-                if array.shape[0] == len(texts):
-                    feats = torch.from_numpy(array)
-                    self._remember(fingerprint, texts, feats)
-                    return feats
-            except (OSError, ValueError):
-                pass
+        if path.with_suffix(".json").exists():  # an array without one: incomplete (or old)
+            got = _load_entry(path, backbone.embed_dim, len(texts))
+            if isinstance(got, str):
+                first = repr(texts[0][:40]) + ", ..." if texts else "none"
+                self._say(f"features texts ({len(texts)}: {first}): cache entry invalid "
+                          f"({got}); recomputing")
+            else:
+                feats = torch.from_numpy(got[0])
+                self._remember(fingerprint, texts, feats)
+                return feats
         memo = self._memo.get(fingerprint, {})
         if texts and all(t in memo for t in texts):
             # every text was embedded earlier in this process as part of another list (e.g.
             # a mined bank's labels after the whole WordNet pool): no encoding needed
             feats = torch.stack([memo[t][0][memo[t][1]] for t in texts])
-            atomic_write(path, lambda tmp: _save_npy(tmp, feats.numpy()))
+            _save_entry(path, feats.numpy(), {"rows": len(texts)})
             return feats
         out = []
         step = max(1, ctx.batch_size)
@@ -369,7 +429,7 @@ class FeatureStore:
                 out.append(backbone.encode_texts(texts[i : i + step]).float().cpu())
         feats = torch.cat(out) if out else torch.zeros(0, backbone.embed_dim)
         self.stats.texts_encoded += len(texts)
-        atomic_write(path, lambda tmp: _save_npy(tmp, feats.numpy()))
+        _save_entry(path, feats.numpy(), {"rows": len(texts)})
         self._remember(fingerprint, texts, feats)
         return feats
 
@@ -395,6 +455,73 @@ class FeatureStore:
 def _save_npy(path: Any, array: np.ndarray) -> None:
     with open(path, "wb") as handle:
         np.save(handle, np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _save_entry(array_path: Any, array: np.ndarray, meta: dict[str, Any]) -> None:
+    """The array, then its sidecar (``.json`` beside it) with the array's width and SHA-256."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    atomic_write(array_path, lambda tmp: _save_npy(tmp, array))
+    meta = {**meta, "dim": int(array.shape[1]) if array.ndim == 2 else None,
+            "sha256": array_sha256(array)}
+    atomic_write_text(array_path.with_suffix(".json"), json.dumps(meta))
+
+
+def _load_entry(array_path: Any, dim: int | None,
+                rows: int | None = None) -> tuple[np.ndarray, dict[str, Any]] | str:
+    """(array, sidecar) of a cache entry, or why it cannot be trusted (a short reason)."""
+    try:
+        meta = json.loads(array_path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"sidecar unreadable: {type(exc).__name__}"
+    if not isinstance(meta, dict):
+        return f"sidecar holds a {type(meta).__name__}, not an object"
+    n = meta.get("rows")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        return "sidecar has no row count"
+    if rows is not None and n != rows:
+        return f"sidecar has {n} rows, expected {rows}"
+    if "labels" in meta or "paths" in meta or "skipped" in meta:  # an image-feature entry
+        labels, paths, skipped = meta.get("labels"), meta.get("paths"), meta.get("skipped")
+        if not (isinstance(labels, list) and len(labels) == n
+                and all(isinstance(v, int) for v in labels)):
+            return "sidecar labels do not match its rows"
+        if not (isinstance(paths, list) and len(paths) == n
+                and all(isinstance(p, str) for p in paths)):
+            return "sidecar paths do not match its rows"
+        if not (isinstance(skipped, list)
+                and all(isinstance(x, list) and len(x) == 2 for x in skipped)):
+            return "sidecar skipped list is malformed"
+    if not isinstance(meta.get("sha256"), str):
+        return "sidecar has no checksum (written by an earlier version)"
+    try:
+        array = np.load(array_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return f"array unreadable: {' '.join(str(exc).split())[:80]}"
+    if array.dtype != np.float32:
+        return f"array dtype {array.dtype}, expected float32"
+    width = dim if dim is not None else meta.get("dim")
+    if array.ndim != 2 or array.shape[0] != n or (width is not None and array.shape[1] != width):
+        return f"array shape {tuple(array.shape)}, expected ({n}, {width})"
+    if array_sha256(array) != meta["sha256"]:
+        return "array checksum mismatch"
+    if not np.isfinite(array).all():
+        return "array has non-finite values"
+    return array, meta
+
+
+def _rows_of(keys: Sequence[str], paths: Sequence[str]) -> list[int] | None:
+    """The index in ``keys`` of each of ``paths`` (a subsequence of ``keys``: cached rows keep
+    the list's order); None when ``paths`` is not one."""
+    rows: list[int] = []
+    it = iter(enumerate(keys))
+    for path in paths:
+        for i, key in it:
+            if key == path:
+                rows.append(i)
+                break
+        else:
+            return None
+    return rows
 
 
 def _encode_with_fallback(backbone: Backbone, pixels: torch.Tensor, ctx: RunContext,

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from oodbench import metrics
-from oodbench.cache import ArtifactCache, content_key
-from oodbench.data.sources import resolve_source
+from oodbench.cache import ArtifactCache, ContentIndex, content_key
+from oodbench.data.sources import refuse_shared_images, resolve_source
 from oodbench.data.suite import Suite, load_suite
 from oodbench.env import MethodEnv
 from oodbench.errors import OODBenchError, ParameterError
@@ -128,6 +128,11 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     # resolve every dataset before any expensive work: missing data fails in a second
     id_images = resolve_source(suite.id_test, suite.id_name, suite.classes)
     ood_images = {s.name: resolve_source(s.source, s.name, None) for s in suite.ood}
+    # an OOD set sharing images (same content) with the ID set is nonsense: stop before scoring
+    index = ContentIndex(ctx.cache_dir)
+    for images in (id_images, *ood_images.values()):
+        images.use_index(index)
+    refuse_shared_images(suite.id_name, id_images, ood_images)
 
     with timer.stage("load_backbone"):
         backbone.load(ctx.device, ctx.dtype)

@@ -25,6 +25,15 @@ Each source may carry ``obtain: "how to get it"``, shown when the data is missin
 ``expected_count: N``, the published number of images of the set (after any class selection):
 a different count stops the run with one line (a partial download must not give a number).
 
+An image folder is keyed (``ImageList.fingerprint``, the feature cache key) by its listing and
+the SHA-256 of every file's content, memoised per (path, size, mtime_ns, ctime_ns, inode) in
+``<cache>/content-index`` (:class:`oodbench.cache.ContentIndex`): the first run reads each file
+once, a re-run stats it. Offline and Hugging Face sets keep their own keys. The same digests let
+a run refuse an OOD set that shares an image (same bytes, or the same ``hf://`` row) with the ID
+set (:func:`refuse_shared_images`). A class folder (``class_dirs`` or the class names) that is
+empty or absent, and an image name that is a broken symbolic link, stop with one line naming
+it (an error, not a skip: a partial copy must not give a number).
+
 An imagefolder source may name ``manifest: FILE`` (relative to the suite file): one
 ``<sha256>  <relative/path>`` line per image, sorted by path (``sha256sum`` format, paths
 relative to ``root``). A run only compares the file *list* with it (hashing 50k images every
@@ -49,10 +58,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from oodbench.cache import atomic_write_text, content_key
+from oodbench.cache import ContentIndex, atomic_write_text, content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 from oodbench.hub import prefer_offline_when_unreachable
-from oodbench.paths import data_dir
+from oodbench.paths import cache_dir, data_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 # keys that check or locate a copy without changing which images are read: never in the key
@@ -77,19 +86,60 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-@dataclass
 class ImageList:
-    """An ordered list of images with ID class labels (-1 for OOD) and a content fingerprint."""
+    """An ordered list of images with ID class labels (-1 for OOD) and a fingerprint.
 
-    name: str
-    keys: list[str]  # file paths, or "hf://<id>/<split>/<row>" references
-    labels: np.ndarray
-    fingerprint: str
-    hf_dataset: Any = field(default=None, repr=False)
-    hf_image_column: str = "image"
+    ``fingerprint`` names the images in cache keys. For an image folder (``content_keyed``) it
+    is computed on first use from the listing (spec, relative paths, sizes, labels) and the
+    SHA-256 of every file's bytes (:meth:`digests`): an image rewritten in place, even to the
+    same size, changes it. Other lists (the offline world, Hugging Face sets, a plugin's own
+    files) keep the fingerprint they were made with, so their cache keys stay as they were.
+    """
+
+    def __init__(self, name: str, keys: list[str], labels: np.ndarray, fingerprint: str,
+                 hf_dataset: Any = None, hf_image_column: str = "image", *,
+                 content_keyed: bool = False) -> None:
+        self.name = name
+        self.keys = keys  # file paths, or "hf://<id>/<split>/<row>" references
+        self.labels = labels
+        self.listing_fingerprint = fingerprint
+        self.hf_dataset = hf_dataset
+        self.hf_image_column = hf_image_column
+        self.content_keyed = content_keyed
+        self._fingerprint: str | None = None if content_keyed else fingerprint
+        self._digests: list[str | None] | None = None
+        self._index: ContentIndex | None = None
+
+    def __repr__(self) -> str:
+        return f"ImageList(name={self.name!r}, images={len(self.keys)})"
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = content_key("image-content/1", self.listing_fingerprint,
+                                            self.digests())
+        return self._fingerprint
+
+    def use_index(self, index: ContentIndex) -> None:
+        """Where :meth:`digests` memoises (default: the index under ``OODBENCH_CACHE``)."""
+        if self._digests is None:
+            self._index = index
+
+    def digests(self) -> list[str | None]:
+        """SHA-256 of each image file's bytes (None: an ``hf://`` row, or unreadable now),
+        computed once per list; see :class:`oodbench.cache.ContentIndex` for the cost."""
+        if self._digests is None:
+            files = [i for i, k in enumerate(self.keys) if not k.startswith("hf://")]
+            index = self._index or ContentIndex(cache_dir())
+            found = index.digests([self.keys[i] for i in files]) if files else []
+            digests: list[str | None] = [None] * len(self.keys)
+            for i, digest in zip(files, found, strict=True):
+                digests[i] = digest
+            self._digests = digests
+        return self._digests
 
     def open(self, index: int) -> Image.Image:
         """Open image ``index`` as RGB; raises on unreadable data (the loader records why)."""
@@ -104,8 +154,34 @@ class ImageList:
     def subset(self, indices: Sequence[int], name: str | None = None) -> ImageList:
         idx = list(indices)
         keys = [self.keys[i] for i in idx]
-        return ImageList(name or self.name, keys, self.labels[idx],
-                         content_key(self.fingerprint, idx), self.hf_dataset, self.hf_image_column)
+        base = self.listing_fingerprint if self.content_keyed else self.fingerprint
+        out = ImageList(name or self.name, keys, self.labels[idx], content_key(base, idx),
+                        self.hf_dataset, self.hf_image_column, content_keyed=self.content_keyed)
+        out._index = self._index
+        if self._digests is not None:
+            out._digests = [self._digests[i] for i in idx]
+        return out
+
+
+def shared_images(a: ImageList, b: ImageList) -> int:
+    """How many images of ``b`` are also in ``a``: the same file content (SHA-256) or the same
+    ``hf://`` row. Unreadable files match nothing."""
+    seen = {d for d in a.digests() if d is not None} | {k for k in a.keys
+                                                       if k.startswith("hf://")}
+    return sum(1 for k, d in zip(b.keys, b.digests(), strict=True)
+               if (d is not None and d in seen) or (d is None and k in seen))
+
+
+def refuse_shared_images(id_name: str, id_images: ImageList,
+                         ood_images: dict[str, ImageList]) -> None:
+    """Stop before any scoring when an OOD set shares an image with the ID set."""
+    for name, images in ood_images.items():
+        shared = shared_images(id_images, images)
+        if shared:
+            raise OODBenchError(
+                f"OOD set {name!r} shares {shared} of its {len(images)} images with the ID set "
+                f"{id_name!r} (identical file contents): an image cannot be both in- and "
+                f"out-of-distribution; fix the suite's sources or remove the shared files.")
 
 
 # the variables a suite's paths may name: ${data} and OODBENCH_* (a shared suite file must not
@@ -180,9 +256,18 @@ def _walk_files(root: Path) -> Iterator[Path]:
                 stack.append((path, ancestors | {ident}))
 
 
-def _list_images(root: Path) -> list[Path]:
-    """Image files below ``root`` (symlinked sub-folders included), sorted as paths."""
-    return sorted(p for p in _walk_files(root) if p.suffix.lower() in IMAGE_EXTENSIONS)
+def _list_images(root: Path, name: str = "") -> list[Path]:
+    """Image files below ``root`` (symlinked sub-folders included), sorted as paths.
+
+    An image name that is a broken symbolic link stops with one line naming it: a missing
+    image must not silently shrink a set (nor end in a traceback when it is hashed)."""
+    files = sorted(p for p in _walk_files(root) if p.suffix.lower() in IMAGE_EXTENSIONS)
+    for path in files:
+        if path.is_symlink() and not path.exists():
+            raise MissingDataError(
+                f"Dataset {name!r}: {path} is a broken symbolic link (its target "
+                f"{os.readlink(path)} does not exist); restore the target or remove the link.")
+    return files
 
 
 def _files_fingerprint(spec: dict[str, Any], files: Sequence[Path], root: Path,
@@ -270,8 +355,8 @@ def folder_files(spec: dict[str, Any], name: str,
         return root, files, labels
     if classes is None:
         subdirs = spec.get("class_dirs")  # an OOD set made of some class folders (hard OOD)
-        files = ([f for sub in subdirs for f in _list_images(root / str(sub))]
-                 if isinstance(subdirs, list) else _list_images(root))
+        files = ([f for sub in subdirs for f in _class_images(root / str(sub), name)]
+                 if isinstance(subdirs, list) else _list_images(root, name))
         labels = [-1] * len(files)
     else:
         class_dirs = spec.get("class_dirs") or list(classes)
@@ -281,10 +366,21 @@ def folder_files(spec: dict[str, Any], name: str,
             raise OODBenchError(f"Dataset {name!r}: class_dirs has {len(class_dirs)} entries "
                                 f"for {len(classes)} classes.")
         for index, sub in enumerate(class_dirs):
-            found = _list_images(root / str(sub))
+            found = _class_images(root / str(sub), name)
             files += found
             labels += [index] * len(found)
     return root, files, labels
+
+
+def _class_images(folder: Path, name: str) -> list[Path]:
+    """The images of one class folder; an empty or absent one stops with one line naming it
+    (a class without images would silently leave the set, or be scored with no examples)."""
+    found = _list_images(folder, name)
+    if not found:
+        what = "has no images" if folder.is_dir() else "does not exist"
+        raise MissingDataError(f"Dataset {name!r}: class folder {folder} {what}; complete the "
+                               f"copy or fix the source's class_dirs.")
+    return found
 
 
 def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None) -> ImageList:
@@ -303,7 +399,7 @@ def _imagefolder(spec: dict[str, Any], name: str, classes: Sequence[str] | None)
         _check_count(spec, name, len(files), f"under {root}")
     label_array = np.asarray(labels, dtype=np.int64)
     return ImageList(name, [str(f) for f in files], label_array,
-                     _files_fingerprint(spec, files, root, label_array))
+                     _files_fingerprint(spec, files, root, label_array), content_keyed=True)
 
 
 # -- checksum manifests ------------------------------------------------------------------------

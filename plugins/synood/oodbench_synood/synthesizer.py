@@ -154,6 +154,14 @@ class SynOODSynthesizer(Synthesizer):
         mine = chosen[index::count] if count > 1 else chosen
         todo = [i for i in mine if not env.reuse("synthesize")
                 or not self._out(folder, i).with_suffix(".json").exists()]
+        # a cached image that does not open (truncated, emptied) is made again, alone
+        making = set(todo)
+        broken = [i for i in mine if i not in making and not image_opens(self._out(folder, i))]
+        if broken:
+            env.log(f"synood-inpaint: {len(broken)} cached image(s) in {folder} do not open "
+                    f"(first: {self._out(folder, broken[0]).name}); making them again")
+            making.update(broken)
+            todo = [i for i in mine if i in making]
         if todo:
             device = shard_device(env.device)
             shard_env = env if device == env.device else dataclasses.replace(
@@ -208,6 +216,16 @@ class SynOODSynthesizer(Synthesizer):
                 atomic_write_text(out.with_suffix(".json"), json.dumps(entry))
             if update:
                 update(min(start + len(batch), len(todo)), len(todo))
+
+
+def image_opens(path: Path) -> bool:
+    """Whether ``path`` is a whole image file (PIL ``verify``: every chunk and its CRC)."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # PIL raises OSError, SyntaxError, struct.error... for broken files
+        return False
 
 
 def noise_seed(seed: int, key: str) -> int:
