@@ -193,10 +193,6 @@ def test_wrong_architecture_weights_are_one_line(rehearsal: dict[str, Any]) -> N
     assert "[768, 3, 16, 16]" in lines[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product: oodbench/backbones/openclip.py load_weights_file raises a plain OODBenchError "
-    "(exit 1) for weights that do not fit the architecture; a bad --weights value is a usage "
-    "error (README: exit code 2), e.g. ParameterError"))
 def test_wrong_architecture_weights_exit_with_the_usage_error_code(
         rehearsal: dict[str, Any]) -> None:
     assert _cell(rehearsal, "wrong-arch")["exit_code"] == 2

@@ -28,7 +28,7 @@ from oodbench.backbones.base import (
     with_interpolation,
 )
 from oodbench.cache import content_key
-from oodbench.errors import MissingDataError, OfflineError, OODBenchError
+from oodbench.errors import MissingDataError, OfflineError, OODBenchError, ParameterError
 from oodbench.hub import offline_hint, prefer_offline_when_unreachable
 
 _logger = logging.getLogger(__name__)
@@ -480,8 +480,8 @@ def load_weights_file(model: Any, path: Path, model_name: str) -> bool:
     with suppress(Exception):
         state = _fit_to_model(model, state)
     problems = state_dict_problems(model.state_dict(), state)
-    if problems:
-        raise OODBenchError(
+    if problems:  # a wrong --weights value: a usage error (exit 2)
+        raise ParameterError(
             f"Weights {path} do not fit open_clip model {model_name!r}: {problems}. Pass the "
             f"architecture they were trained as (--backbone-param model=NAME, see "
             f"open_clip.list_models()).")
