@@ -4,6 +4,10 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
 
 * ``method``: name; ``method_spec``: the composition; ``params``: component -> parameters
 * ``suite``: name, version, hash (of the resolved suite file), task
+* ``overrides`` (only when ``-p`` was given): the overrides as given; the file name then ends in
+  ``--p<first 8 hex digits of their hash>.json``
+* ``substitutions`` (records of real suites): ``component.parameter`` -> value for every paper
+  setting the run replaced by a stand-in (empty: the paper's setting)
 * ``backbone``: name, parameters, fingerprint (weights + preprocessing)[, preprocessing:
   {interpolation (the resize filter that ran), chosen_by} for backbones with that choice]
   [, weights: the ``--weights`` identity, e.g. {path, sha256, tag} (open_clip file) or
@@ -55,12 +59,15 @@ METRIC_KEYS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 STD_DDOF = 1  # sample standard deviation over generations
 
 
-def record_filename(method: str, suite: str, backbone: str, weights: str | None = None) -> str:
-    """``<method>--<suite>--<backbone>.json``; ``--w<weights>`` before ``.json`` for a run with
-    ``--weights`` (see :func:`weights_tag`), so runs of different weights files do not
-    overwrite each other."""
+def record_filename(method: str, suite: str, backbone: str, weights: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> str:
+    """``<method>--<suite>--<backbone>.json``; ``--w<weights>`` for a run with ``--weights``
+    (see :func:`weights_tag`) and ``--p<8 hex digits>`` for a run with ``-p`` overrides (a hash
+    of them), so such runs never overwrite the default record or each other."""
     safe = [s.replace("/", "_").replace(":", "_") for s in (method, suite, backbone)]
-    return "--".join(safe) + (f"--w{weights}" if weights else "") + ".json"
+    tags = (f"--w{weights}" if weights else "") + \
+        (f"--p{content_key(overrides)[:8]}" if overrides else "")
+    return "--".join(safe) + tags + ".json"
 
 
 def weights_tag(backbone: dict[str, Any]) -> str | None:
@@ -76,7 +83,7 @@ def weights_tag(backbone: dict[str, Any]) -> str | None:
 def write_record(record: dict[str, Any], output_dir: Path) -> Path:
     path = Path(output_dir) / record_filename(
         record["method"], record["suite"]["name"], record["backbone"]["name"],
-        weights_tag(record["backbone"]),
+        weights_tag(record["backbone"]), record.get("overrides"),
     )
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
     return path

@@ -345,6 +345,8 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
     }
     if not offline:  # paper settings the run departs from (always present on real data)
         record["substitutions"] = substitutions(components)
+    if request.params:  # -p overrides, as given: they also name the record's file
+        record["overrides"] = dict(sorted(request.params.items()))
     if generations is not None:
         record["generations"] = generations
     return record

@@ -24,8 +24,16 @@ def test_run_prints_table_and_writes_record(cli_registry, colour_suite, tmp_path
                                  "-p", "temperature=0.5", "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert "far average" in result.output and "ID accuracy" in result.output
-    record = json.loads((out / "mcm--colours--toy-colour.json").read_text())
+    # -p overrides name the file: a run with other parameters never overwrites the default's
+    (path,) = out.glob("mcm--colours--toy-colour--p*.json")
+    record = json.loads(path.read_text())
     assert record["params"]["mcm"]["temperature"] == 0.5
+    assert record["overrides"] == {"temperature": "0.5"}
+    again = runner.invoke(app, ["run", "-m", "mcm", "-s", str(colour_suite), "-o", str(out),
+                                "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
+                                "--workers", "0"])
+    assert again.exit_code == 0, again.output
+    assert {p.name for p in out.glob("*.json")} == {"mcm--colours--toy-colour.json", path.name}
 
 
 def test_unknown_method_is_one_line_exit_2(cli_registry, colour_suite):

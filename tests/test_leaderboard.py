@@ -220,8 +220,9 @@ def test_ci_script_updates_then_compares_within_tolerance(registry, colour_suite
     registry.add_plugin(Suites(), "ci-suites")
     ci = _ci_module()
     out = tmp_path / "lb"
+    # records written here carry this checkout's revision, "+dirty" in a working tree
     args = ["--results", str(out / "results"), "--out", str(out), "--suites", "offline-colours",
-            "--methods", "mcm,energy"]
+            "--methods", "mcm,energy", "--allow-dirty"]
     assert ci.main([*args, "--update"], registry=registry) == 0
     assert sorted(p.name for p in (out / "results").iterdir()) == [
         "energy--offline-colours--toy-colour.json", "mcm--offline-colours--toy-colour.json"]

@@ -28,7 +28,8 @@ def test_cli_run_ole_end_to_end(ole_registry, ole_colour_suite, tmp_path, monkey
     monkeypatch.setattr(plugins_module, "_REGISTRY", ole_registry)
     result = CliRunner().invoke(app, _args(ole_colour_suite, tmp_path))
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "out" / "ole--colours--toy-colour.json").read_text())
+    (path,) = (tmp_path / "out").glob("ole--colours--toy-colour--p*.json")  # -p overrides
+    record = json.loads(path.read_text())
     assert record["params"]["ole-prototypes"]["covariance"] == "full"
     assert record["params"]["ole"]["scale"] == 50.0
     assert record["labels"]["count"] == 8  # "red" is an ID name and was removed
