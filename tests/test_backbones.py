@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import json
-import string
-
 import pytest
 import torch
 from PIL import Image
@@ -11,35 +8,6 @@ from oodbench.backbones.base import encode_texts_halving
 from oodbench.backbones.hf import HFCLIPBackbone
 from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError, ResourceError
-
-
-@pytest.fixture(scope="module")
-def tiny_hf_clip(tmp_path_factory):
-    """A random tiny transformers CLIP saved to disk with a character-level tokenizer."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-hf-clip")
-    chars = list(string.ascii_lowercase + string.digits + ".,' ")
-    vocab = {tok: i for i, tok in enumerate(
-        ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars])}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "max_position_embeddings": 77, "eos_token_id": 1, "bos_token_id": 0,
-                     "pad_token_id": 1},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 16},
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32},
-                                         crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
 
 
 def test_hf_clip_from_local_folder(tiny_hf_clip):

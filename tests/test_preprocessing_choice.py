@@ -9,8 +9,6 @@ suites and the mini backbone keep exactly their preprocessing.
 
 from __future__ import annotations
 
-import json
-import string
 import textwrap
 
 import numpy as np
@@ -134,45 +132,10 @@ def test_bilinear_open_clip_matches_the_reference_transform(tiny_clip_config):
     assert torch.allclose(backbone.preprocess()(_image()), reference(_image()), atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def tiny_hf_folder(tmp_path_factory):
-    """A random tiny transformers CLIP with a bicubic image processor."""
-    from transformers import (
-        CLIPConfig,
-        CLIPImageProcessor,
-        CLIPModel,
-        CLIPProcessor,
-        CLIPTokenizer,
-    )
-
-    folder = tmp_path_factory.mktemp("tiny-hf-clip-interp")
-    chars = list(string.ascii_lowercase + " .")
-    vocab = {tok: i for i, tok in enumerate(
-        ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars])}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "max_position_embeddings": 77, "eos_token_id": 1, "bos_token_id": 0,
-                     "pad_token_id": 1},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 16},
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    processor = CLIPImageProcessor(size={"shortest_edge": 32},
-                                   crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
-
-def test_hf_backbone_interpolation(tiny_hf_folder):
+def test_hf_backbone_interpolation(tiny_hf_clip):
     backbones = {}
     for mode in ("model", "bicubic", "bilinear"):
-        backbone = HFCLIPBackbone(model_id=str(tiny_hf_folder), interpolation=mode)
+        backbone = HFCLIPBackbone(model_id=str(tiny_hf_clip), interpolation=mode)
         backbone.load(torch.device("cpu"))
         backbones[mode] = backbone
     assert backbones["model"].interpolation_used() == "bicubic"
