@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,6 +73,14 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted: no result record was written; cached work is kept.")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] no space left on the device{where}; free some "
+                          f"space or point --cache-dir / --output (OODBENCH_HOME) at another "
+                          f"disk. Nothing partial was kept.", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _registry() -> Any:

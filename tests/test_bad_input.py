@@ -218,3 +218,28 @@ def test_only_documented_variables_expand_in_suite_paths(monkeypatch):
     assert "sk-secret" not in str(expand("/x/${OPENAI_API_KEY}/$OPENAI_API_KEY"))
     assert str(expand("${OODBENCH_IMAGES}/a")) == "/srv/images/a"
     assert str(expand("${data}/ood")) == str(data_dir() / "ood")
+
+
+@pytest.mark.parametrize("full", ["cache", "output"])
+def test_a_full_disk_is_one_line_and_leaves_nothing_partial(registry, colour_suite, tmp_path,
+                                                            monkeypatch, full):
+    import errno
+    import os
+
+    monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    target = cache if full == "cache" else out
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).startswith(str(target)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    result = CliRunner().invoke(app, ["run", "-m", "mcm", "-s", str(colour_suite), "-o", str(out),
+                                      "--cache-dir", str(cache), "--workers", "0"])
+    assert result.exit_code == 2, result.output
+    assert "no space left on the device writing" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not list(out.glob("*.json")) and not list(tmp_path.rglob("*.tmp"))
