@@ -85,7 +85,15 @@ def write_record(record: dict[str, Any], output_dir: Path) -> Path:
         record["method"], record["suite"]["name"], record["backbone"]["name"],
         weights_tag(record["backbone"]), record.get("overrides"),
     )
-    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+    try:  # a NaN or Infinity is not JSON and never a result: refuse it, write nothing
+        text = json.dumps(record, indent=1, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError:
+        from oodbench.errors import OODBenchError
+
+        raise OODBenchError(f"The {record['method']} record holds a non-finite number (NaN or "
+                            f"infinity), so it was not written; check the method's parameters "
+                            f"and the images' scores.") from None
+    atomic_write_text(path, text)
     return path
 
 

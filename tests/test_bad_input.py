@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import oodbench.plugins as plugins_module
 from oodbench.cli import app
+from tests.reliability import matrix
 
 CASES = [
     ("device-foo", ["--device", "foo"], "--device 'foo' is not a device"),
@@ -24,13 +25,16 @@ CASES = [
     ("temperature-inf", ["-p", "temperature=inf"], "must be a finite number"),
     ("temperature-negative", ["-p", "temperature=-1"], "temperature must be > 0"),
 ]
-if not torch.cuda.is_available():
-    CASES.append(("device-cuda-without-gpu", ["--device", "cuda"], "no CUDA GPU is visible"))
+CASES.append(("device-cuda-without-gpu", ["--device", "cuda"], "no CUDA GPU is visible"))
 
 
+@matrix('one line naming the flag and its valid values, before any work',
+        2, 'nothing', 'fix the flag')
 @pytest.mark.parametrize(("case", "args", "message"), CASES, ids=[c[0] for c in CASES])
 def test_usage_errors_exit_2_on_one_line_and_leave_nothing(registry, colour_suite, tmp_path,
                                                            monkeypatch, case, args, message):
+    if case == "device-cuda-without-gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
     out, cache = tmp_path / "out", tmp_path / "cache"
     result = CliRunner().invoke(app, ["run", "-m", "mcm", "-s", str(colour_suite), "-o", str(out),
@@ -41,7 +45,10 @@ def test_usage_errors_exit_2_on_one_line_and_leave_nothing(registry, colour_suit
     assert not out.exists() and not cache.exists()  # refused before any work
 
 
-@pytest.mark.parametrize(("flag", "kind"), [("-s", "Suite"), ("-m", "Method")])
+@matrix('one line: the suite/method file does not exist',
+        2, 'nothing', 'fix the path or use a registered name')
+@pytest.mark.parametrize(("flag", "kind"), [("-s", "Suite"), ("-m", "Method")],
+                         ids=["suite-file-missing", "method-file-missing"])
 def test_a_missing_yaml_file_is_named_not_unknown(registry, colour_suite, tmp_path, monkeypatch,
                                                   flag, kind):
     monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
@@ -53,6 +60,7 @@ def test_a_missing_yaml_file_is_named_not_unknown(registry, colour_suite, tmp_pa
     assert "Unknown" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@matrix('the name is printed as written; the run succeeds', 0, 'the record', 'none needed')
 def test_rich_markup_in_a_set_name_is_printed_not_parsed(registry, colour_suite, tmp_path,
                                                          monkeypatch):
     """An OOD set named "anim[/bold]als" crashed the table after the record was written."""
@@ -69,6 +77,7 @@ def test_rich_markup_in_a_set_name_is_printed_not_parsed(registry, colour_suite,
     assert "anim[/bold]als" in result.output
 
 
+@matrix('a warning naming the installed plugins', None, 'nothing', 'fix OODBENCH_LOAD_PLUGINS')
 def test_a_typo_in_load_plugins_warns_naming_the_installed_ones(monkeypatch, capsys):
     from oodbench.plugins import Registry
 
@@ -79,13 +88,15 @@ def test_a_typo_in_load_plugins_warns_naming_the_installed_ones(monkeypatch, cap
     assert "installed:" in err
 
 
+@matrix('`build` names the file and why; `check` fails',
+        1, 'the invalid file, untouched', 'fix or remove the record')
 @pytest.mark.parametrize(("case", "content"), [
     ("truncated", '{"schema": "oodbench.result/1", "method": "mc'),
     ("binary", b"\x89PNG\r\n\x1a\n\x00\x00"),
     ("a-list", "[1, 2, 3]"),
     ("nan-metric", None),
     ("method-list", None),
-])
+], ids=["truncated", "binary", "a-list", "nan-metric", "method-list"])
 def test_leaderboard_check_fails_on_any_invalid_record(tmp_path, case, content):
     """`leaderboard check` exited 0 with invalid records; `build` names each file and why."""
     import json
@@ -115,12 +126,13 @@ def test_leaderboard_check_fails_on_any_invalid_record(tmp_path, case, content):
     assert checked.exit_code == 1 and "bad.json is not a valid result record" in checked.output
 
 
+@matrix('one line naming the field, with a did-you-mean', 2, 'nothing', 'fix the method file')
 @pytest.mark.parametrize(("text", "message"), [
     ("name: m\nscorer: {name: mcm, params: [1]}\n", "params must be a mapping"),
     ("name: m\nscorer: {name: mcm, param: {temperature: 2}}\n", "did you mean 'params'?"),
     ("name: m\nscorer: mcm\nfinetuner: recenter\n", "did you mean 'finetuners'?"),
     ("name: m\nscorer: mcm\nscorerr: mcm\n", "did you mean 'scorer'?"),
-])
+], ids=["params-a-list", "param-typo", "finetuner-singular", "scorer-typo"])
 def test_method_file_mistakes_are_one_line_usage_errors(registry, colour_suite, tmp_path,
                                                         monkeypatch, text, message):
     monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
@@ -133,6 +145,7 @@ def test_method_file_mistakes_are_one_line_usage_errors(registry, colour_suite, 
     assert not (tmp_path / "out").exists()
 
 
+@matrix('read as one fine-tuner', None, 'nothing', 'none needed')
 def test_a_single_finetuner_string_is_one_finetuner_not_letters():
     from oodbench.method import ComponentRef, MethodSpec
 
@@ -179,6 +192,8 @@ SUITE_CASES = [
 ]
 
 
+@matrix('one line naming the suite field and the fix (`run` and `suites show`)',
+        2, 'nothing', 'fix the suite file')
 @pytest.mark.parametrize(("case", "over", "message"), SUITE_CASES,
                          ids=[c[0] for c in SUITE_CASES])
 def test_suite_file_mistakes_are_one_line_usage_errors(registry, tmp_path, monkeypatch, case,
@@ -194,6 +209,7 @@ def test_suite_file_mistakes_are_one_line_usage_errors(registry, tmp_path, monke
     assert not (tmp_path / "out").exists()
 
 
+@matrix('one line: the include is a folder / not a text file', 2, 'nothing', 'include a YAML file')
 @pytest.mark.parametrize("target", ["folder", "binary"])
 def test_including_a_folder_or_a_binary_file_is_one_line(registry, tmp_path, monkeypatch,
                                                          target):
@@ -209,6 +225,8 @@ def test_including_a_folder_or_a_binary_file_is_one_line(registry, tmp_path, mon
     assert ("is a folder" if target == "folder" else "is not a text") in result.output
 
 
+@matrix('only ${data} and OODBENCH_* expand; other variables stay literal',
+        None, 'nothing', 'none needed')
 def test_only_documented_variables_expand_in_suite_paths(monkeypatch):
     from oodbench.data.sources import expand
     from oodbench.paths import data_dir
@@ -220,6 +238,8 @@ def test_only_documented_variables_expand_in_suite_paths(monkeypatch):
     assert str(expand("${data}/ood")) == str(data_dir() / "ood")
 
 
+@matrix('one line: no space left, naming the file',
+        2, 'no record, no temporary file', 'free space or move --cache-dir / --output')
 @pytest.mark.parametrize("full", ["cache", "output"])
 def test_a_full_disk_is_one_line_and_leaves_nothing_partial(registry, colour_suite, tmp_path,
                                                             monkeypatch, full):
@@ -243,3 +263,16 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_partial(registry, colour_sui
     assert "no space left on the device writing" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not list(out.glob("*.json")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_record_with_a_non_finite_number_is_not_written(tmp_path):
+    """Records never hold NaN or Infinity (json.dumps writes them by default)."""
+    from oodbench.errors import OODBenchError
+    from oodbench.results import write_record
+    from tests.test_leaderboard import fake_record
+
+    record = fake_record("mcm")
+    record["metrics"]["birds"]["aupr_in"] = float("inf")
+    with pytest.raises(OODBenchError, match="non-finite number"):
+        write_record(record, tmp_path)
+    assert list(tmp_path.iterdir()) == []

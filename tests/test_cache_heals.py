@@ -37,6 +37,7 @@ from oodbench.features import FeatureStore
 from oodbench.generative import ImageGenerator
 from oodbench.types import RunContext
 from tests import toy
+from tests.reliability import matrix
 from tests.toy import ToyColourBackbone, write_colour_images
 
 CTX = RunContext(batch_size=4)
@@ -102,6 +103,9 @@ KEY_CASES = {"changed-in-place-same-size": _rewrite_same_size,
              "deleted-mid-run-then-restored": _unreadable_then_restored}
 
 
+@matrix("features follow the files' content: a changed image is re-encoded, a restored one "
+        "read again",
+        None, 'the fresh features', 'none needed')
 @pytest.mark.parametrize("case", list(KEY_CASES))
 def test_features_follow_the_images_content(tmp_path, monkeypatch, case):
     folder, cache = tmp_path / "imgs", tmp_path / "cache"
@@ -133,6 +137,8 @@ def test_features_follow_the_images_content(tmp_path, monkeypatch, case):
     assert torch.equal(again.features, fresh.features)
 
 
+@matrix('retried on every run, skipped (recorded) while unreadable',
+        None, 'features of the readable images only', 'fix the file; the next run picks it up')
 def test_a_still_unreadable_image_is_tried_again_and_stays_out(tmp_path):
     folder, cache = tmp_path / "imgs", tmp_path / "cache"
     write_colour_images(folder, "red", 3, 0)
@@ -146,6 +152,8 @@ def test_a_still_unreadable_image_is_tried_again_and_stays_out(tmp_path):
     assert len(log) == 1 and "trying again 1 image(s)" in log[0]
 
 
+@matrix('each file is hashed once, then found in the content index',
+        None, 'the index', 'none needed')
 def test_the_content_index_reads_each_file_once(tmp_path, monkeypatch):
     from oodbench.cache import ContentIndex
 
@@ -207,6 +215,7 @@ FEATURE_DAMAGE = {"sidecar-without-rows": _without_rows, "sidecar-is-a-list": _l
                   "zeroed-array-valid-header": _zeroed, "truncated-array": _truncated}
 
 
+@matrix('one log line, the entry is recomputed', None, 'the recomputed entry', 'none needed')
 @pytest.mark.parametrize("case", list(FEATURE_DAMAGE))
 def test_corrupt_feature_entries_are_recomputed(tmp_path, case):
     folder, cache = tmp_path / "imgs", tmp_path / "cache"
@@ -248,6 +257,7 @@ TEXT_DAMAGE = {"text-array-of-the-wrong-width": _wide, "text-array-zeroed": _zer
                "text-array-truncated": _truncated}
 
 
+@matrix('one log line, the embeddings are recomputed', None, 'the recomputed entry', 'none needed')
 @pytest.mark.parametrize("case", list(TEXT_DAMAGE))
 def test_corrupt_text_embeddings_are_recomputed(tmp_path, case):
     texts, templates = ["red", "blue"], ["a photo of a {}.", "the {}"]
@@ -270,6 +280,7 @@ def test_corrupt_text_embeddings_are_recomputed(tmp_path, case):
     assert toy.CALLS["texts"] == before and log == []
 
 
+@matrix('the bank is regenerated', None, 'the regenerated bank', 'none needed')
 def test_a_label_bank_without_labels_is_regenerated(tmp_path):
     """Already healed before issue 21 (LabelBank.load validates); kept here as a case."""
     from oodbench.labels.bank import bank_path, cached_bank
@@ -337,6 +348,8 @@ def _empty_png(path: Path) -> None:
 PNG_DAMAGE = {"truncated": _truncate_png, "emptied": _empty_png, "deleted": Path.unlink}
 
 
+@matrix('one log line, only the broken image is made again',
+        None, 'the remade image', 'none needed')
 @pytest.mark.parametrize("refresh", [(), ("labels",)], ids=["plain", "rerun-from-labels"])
 @pytest.mark.parametrize("case", list(PNG_DAMAGE))
 def test_a_broken_cached_synood_image_is_made_again(registry, colour_suite, tmp_path, case,
@@ -447,6 +460,8 @@ NONSENSE = {"ood-identical-to-id": _identical, "ood-overlapping-id": _overlappin
             "empty-class-folder": _empty_class_folder, "dangling-image-link": _dangling_link}
 
 
+@matrix('one line naming the sets / folder / link and the fix',
+        2, 'nothing', 'fix the data or the suite')
 @pytest.mark.parametrize("case", list(NONSENSE))
 def test_nonsense_stops_the_run_on_one_line(registry, tmp_path, monkeypatch, case):
     monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
