@@ -55,7 +55,9 @@ def test_runs_on_offline_suite(method: str, suite: str, cache: Path, tmp_path: P
                                  "--device", "cpu", "--cache-dir", str(cache), "--workers", "0",
                                  *CASES[(method, suite)]])
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / f"{method}--{suite}--mini.json").read_text())
+    # -p overrides add --p<hash> to the file name
+    (path,) = tmp_path.glob(f"{method}--{suite}--mini*.json")
+    record = json.loads(path.read_text())
     assert record["source"] == "offline" and record["labels"]["count"] > 0
     assert record["groups"]["far"]["auroc"] > 0.85, record["groups"]  # meaningful, not chance
     block = record["generations"]
