@@ -200,3 +200,62 @@ def test_run_without_data_stops_on_one_line(hub_off, registry, monkeypatch, tmp_
     (line,) = [ln for ln in result.output.splitlines() if ln.strip()]
     assert line.startswith("error: Dataset 'pets-18-id'") and "timm/oxford-iiit-pet" in line
     assert not (tmp_path / "out").exists()
+
+
+# -- the far suites: the whole fine-grained dataset as ID vs the four MOS sets (MCM / EOE tables)
+
+
+@dataclass(frozen=True)
+class FarCase:
+    suite: str
+    near_suite: str  # the EOE-split suite on the same data
+    all_names: str
+    n_all: int
+    test_count: int
+
+
+FAR_CASES = [
+    FarCase("cub200-far", "cub200", "cub200_names.txt", 200, 5794),
+    FarCase("cars196-far", "cars196", "cars196_names.txt", 196, 8041),
+    FarCase("food101-far", "food101", "food101_names.txt", 101, 25250),
+    FarCase("pets37-far", "pets37", "pets37_names.txt", 37, 3669),
+]
+FAR_IDS = [c.suite for c in FAR_CASES]
+
+
+@pytest.mark.parametrize("case", FAR_CASES, ids=FAR_IDS)
+def test_far_suite_takes_every_class_as_id(case: FarCase) -> None:
+    suite = load_suite(SUITES / f"{case.suite}.yaml")
+    near = load_suite(SUITES / f"{case.near_suite}.yaml")
+    assert suite.name == case.suite and suite.task == "far"
+    assert list(suite.classes) == _lines(CLASSLISTS / case.all_names)
+    assert len(suite.classes) == case.n_all
+    # the whole split: no label filter, the full test-split count
+    assert "labels" not in suite.id_test and suite.id_train and "labels" not in suite.id_train
+    assert suite.id_test["expected_count"] == case.test_count
+    # same data, prompt and EOE type word as the near suite; only the class selection differs
+    for key in ("type", "id", "split", "image", "label"):
+        assert suite.id_test[key] == near.id_test[key]
+        assert suite.id_train[key] == near.id_train[key]  # type: ignore[index]
+    assert suite.prompts == near.prompts == ("a photo of a {}",)
+    assert suite.class_type == near.class_type and suite.backbone == "clip-b16"
+    # far = exactly the near suite's four MOS sets, same folders and counts
+    assert suite.groups() == {"far": MOS_FAR}
+    near_far = {s.name: s.source for s in near.ood if s.group == "far"}
+    for ood in suite.ood:
+        for key in ("type", "root", "expected_count"):
+            assert ood.source[key] == near_far[ood.name][key]
+
+
+@pytest.mark.parametrize("case", FAR_CASES, ids=FAR_IDS)
+def test_far_suite_reads_every_image_of_the_split(case: FarCase, monkeypatch) -> None:
+    hf_id = load_suite(SUITES / f"{case.suite}.yaml").id_test["id"]
+    calls = _fake_hub(Case(case.suite, hf_id, case.all_names, case.n_all, 0, 0, "", ()),
+                      monkeypatch)
+    suite = load_suite(SUITES / f"{case.suite}.yaml")
+    spec = {k: v for k, v in suite.id_test.items() if k != "expected_count"}  # 2 per class here
+    images = resolve_source(spec, suite.id_name, suite.classes)
+    assert len(images) == 2 * case.n_all
+    raw = list(images.hf_dataset["label"])
+    assert images.labels.tolist() == raw  # label i is class i: the list is in dataset order
+    assert calls == [(hf_id, spec["split"])]
