@@ -114,10 +114,15 @@ def test_invalid_records_are_named_and_skipped(board):
     assert "broken.json" in result.output and "bad.json" in result.output
     readme = (board / "README.md").read_text()
     skipped = readme.split("## Skipped records")[1]
-    assert "`bad.json`: metrics['flags'].auroc is not a number in [0, 1]" in skipped
-    assert "`broken.json`: not readable JSON" in skipped
-    assert "`odd.json`: groups is not an object; params is not an object" in skipped
+    # one line per file, naming the field (validate_record's words) and the fix
+    assert "- `bad.json`: metrics.flags.auroc: input should be less than" in skipped
+    assert "- `broken.json`: not readable JSON (JSONDecodeError); fix or remove" in skipped
+    assert "- `odd.json`: params: input should be a valid dictionary, got 3 (+1 more)" in skipped
+    assert all("\n" not in line.strip() and "fix" in line for line in skipped.split("\n- ")[1:])
     assert "| msp |" not in readme  # never averaged into a table
+    checked = cli("check", "--results", str(board / "results"), "--out", str(board))
+    assert checked.exit_code == 1
+    assert "odd.json is not a valid result record: params:" in checked.output
 
 
 def test_conventions_and_sources_never_share_a_table(tmp_path):

@@ -1,0 +1,147 @@
+"""Result records as the leaderboard reads them: loading, validation and published numbers.
+
+Every ``*.json`` of the results folder is read and checked with
+:func:`oodbench.results.validate_record` plus the structure the tables rely on; an invalid file
+is kept as (file name, one-line reason) and never averaged into a table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oodbench.errors import OODBenchError, RecordError
+from oodbench.results import validate_record, weights_tag
+from oodbench.standins import substitution_tag
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One valid record and the file it came from."""
+
+    file: str
+    record: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return str(self.record["method"])
+
+    @property
+    def substitutions(self) -> dict[str, Any]:
+        """Paper settings a real run replaced by stand-ins (empty: the paper's setting)."""
+        subs = self.record.get("substitutions")
+        return subs if isinstance(subs, dict) else {}
+
+    @property
+    def label(self) -> str:
+        """The method's name, marked with its stand-ins, e.g. "synood · mini-diffusion"."""
+        if not self.substitutions:
+            return self.method
+        return f"{self.method} · {substitution_tag(self.substitutions)}"
+
+    @property
+    def backbone(self) -> str:
+        """The backbone's name; a ``--weights`` run's says which, e.g. "clip-b16 (weights
+        a1b2c3d4)" (the first hex digits of the file's sha256)."""
+        weights = weights_tag(self.record["backbone"])
+        name = str(self.record["backbone"]["name"])
+        return f"{name} (weights {weights})" if weights else name
+
+    def metric(self, ood_set: str, key: str) -> float | None:
+        value = self.record["metrics"].get(ood_set, {}).get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    def group(self, group: str, key: str) -> float | None:
+        averages = self.record["groups"].get(group)
+        value = averages.get(key) if isinstance(averages, dict) else None
+        return float(value) if isinstance(value, int | float) else None
+
+    def mean_auroc(self) -> float:
+        values = [m["auroc"] for m in self.record["metrics"].values()]
+        return sum(values) / len(values)
+
+    @property
+    def generations(self) -> dict[str, Any] | None:
+        """The record's ``generations`` block when it averages N > 1 generations."""
+        block = self.record.get("generations")
+        return block if isinstance(block, dict) and block.get("n", 1) > 1 else None
+
+    def std(self, section: str, name: str, key: str) -> float | None:
+        """Std over generations of ``metrics``/``groups`` [name][key] (None: one generation)."""
+        block = self.generations
+        if block is None:
+            return None
+        value = block["std"].get(section, {}).get(name, {}).get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    def std_id_accuracy(self) -> float | None:
+        block = self.generations
+        value = block["std"].get("id_accuracy") if block else None
+        return float(value) if isinstance(value, int | float) else None
+
+
+def load_entries(results_dir: Path) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """Valid records of ``results_dir/*.json`` and (file name, reason) for every invalid one.
+
+    Each record is checked with :func:`oodbench.results.validate_record` (the published record
+    schema); the reason is its one line (the field and the fix) without the file name."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise OODBenchError(f"Results folder {results_dir} does not exist; pass --results DIR "
+                            f"or write records there with `oodbench run -o {results_dir}`.")
+    entries, skipped = [], []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            skipped.append((path.name, f"not readable JSON ({type(exc).__name__}); fix or "
+                                       f"remove the file"))
+            continue
+        reason = invalid_reason(data, path.name)
+        if reason:
+            skipped.append((path.name, reason))
+        else:
+            entries.append(Entry(path.name, data))
+    return entries, skipped
+
+
+def invalid_reason(data: Any, name: str) -> str | None:
+    """Why ``data`` (the file ``name``) is not a valid record, in one line; None when valid."""
+    try:
+        validate_record(data, name)
+    except RecordError as exc:
+        return str(exc).removeprefix(f"Result record {name}: ")
+    return None
+
+
+def source_of(record: dict[str, Any]) -> str:
+    """The record's ``source``; records written before the field existed: by suite name."""
+    return record.get("source") or ("offline" if record["suite"]["name"].startswith("offline-")
+                                    else "real")
+
+
+def load_reported(path: Path | None) -> list[dict[str, Any]]:
+    """Tables of published numbers from ``reported.yaml`` (none if the file is absent)."""
+    if path is None or not Path(path).exists():
+        return []
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise OODBenchError(f"{path} is not valid YAML ({exc.__class__.__name__}); "
+                            f"fix the file or delete it.") from None
+    tables = data.get("tables") if isinstance(data, dict) else None
+    if not isinstance(tables, list) or not all(_reported_ok(t) for t in tables):
+        raise OODBenchError(f"{path} must hold `tables:`, each with title, source, columns and "
+                            f"rows (method, values: column -> [FPR95, AUROC]); fix the file.")
+    return tables
+
+
+def _reported_ok(table: Any) -> bool:
+    return (isinstance(table, dict) and all(k in table for k in ("title", "source", "columns",
+                                                                   "rows"))
+            and all(isinstance(r, dict) and "method" in r for r in table["rows"]))
+
