@@ -52,3 +52,7 @@ class OfflineError(OODBenchError):
 
 class ResourceError(OODBenchError):
     """Out of memory or another resource limit that a smaller setting avoids."""
+
+
+class RecordError(OODBenchError):
+    """A result record that does not match the published schema (``oodbench schema record``)."""

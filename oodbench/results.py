@@ -41,20 +41,21 @@ import json
 import math
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from oodbench.cache import atomic_write_text, content_key
+from oodbench.errors import RecordError
 from oodbench.paths import REPO_ROOT
+from oodbench.record import Record
+from oodbench.validation import problems
 
-SCHEMA = "oodbench.result/1"
-REQUIRED = ("schema", "method", "suite", "backbone", "metrics", "groups", "id_accuracy",
-            "fpr_convention", "params", "environment", "seed", "created", "timings")
 METRIC_KEYS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 STD_DDOF = 1  # sample standard deviation over generations
 
@@ -97,71 +98,33 @@ def write_record(record: dict[str, Any], output_dir: Path) -> Path:
     return path
 
 
-def validate_record(data: Any) -> list[str]:
-    """Problems that make a record unusable (empty list = valid)."""
-    if not isinstance(data, dict):
-        return ["not a JSON object"]
-    problems = [f"missing field {k!r}" for k in REQUIRED if k not in data]
-    if data.get("schema") != SCHEMA:
-        problems.append(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}")
-    if "method" in data and not (isinstance(data["method"], str) and data["method"]):
-        problems.append("method is not a name (a non-empty string)")
-    if not isinstance(data.get("metrics", {}), dict):
-        return [*problems, "metrics is not an object"]
-    for name, m in (data.get("metrics") or {}).items():
-        for key in ("auroc", "fpr95"):
-            value = m.get(key) if isinstance(m, dict) else None
-            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-                problems.append(f"metrics[{name!r}].{key} is not a number in [0, 1]")
-    if "generations" in data:
-        problems += generation_problems(data["generations"], data.get("metrics"))
-    return problems
+def record_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a result record, from :class:`oodbench.record.Record`
+    (``oodbench schema record`` prints it)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **Record.model_json_schema(by_alias=True)}
 
 
-def _fraction(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+def record_problems(data: Any) -> list[str]:
+    """Every reason ``data`` is not a valid record, one ``field: problem`` each ([] = valid)."""
+    if not isinstance(data, Mapping):
+        return [f"not a JSON object (got {type(data).__name__})"]
+    try:
+        Record.model_validate(dict(data))
+    except ValidationError as exc:
+        return problems(exc, Record)
+    return []
 
 
-def generation_problems(block: Any, metrics: Any) -> list[str]:
-    """What is wrong with a record's ``generations`` block (empty list = valid)."""
-    if not isinstance(block, dict):
-        return ["generations is not an object"]
-    n = block.get("n")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        return [f"generations.n is {n!r}, expected an integer >= 1"]
-    problems = []
-    seeds, label_sets = block.get("seeds"), block.get("label_sets")
-    if not (isinstance(seeds, list) and len(seeds) == n and len(set(seeds)) == n
-            and all(isinstance(x, int) for x in seeds)):
-        problems.append(f"generations.seeds must be {n} distinct integers")
-    if not (isinstance(label_sets, list) and len(label_sets) == n
-            and all(isinstance(x, int) and 0 <= x < n for x in label_sets)):
-        problems.append(f"generations.label_sets must be {n} indices in [0, {n})")
-    elif block.get("distinct_label_sets") != len(set(label_sets)):
-        problems.append("generations.distinct_label_sets does not match label_sets")
-    per_generation = block.get("per_generation")
-    if not isinstance(per_generation, list) or len(per_generation) != n:
-        problems.append(f"generations.per_generation must hold {n} entries")
-    else:
-        for g, entry in enumerate(per_generation):
-            values = entry.get("metrics") if isinstance(entry, dict) else None
-            if not isinstance(values, dict) or not all(
-                    isinstance(m, dict) and _fraction(m.get("auroc")) and _fraction(m.get("fpr95"))
-                    for m in values.values()):
-                problems.append(f"generations.per_generation[{g}].metrics must give auroc and "
-                                f"fpr95 in [0, 1] per OOD set")
-    std = block.get("std")
-    std_metrics = std.get("metrics") if isinstance(std, dict) else None
-    if not isinstance(std_metrics, dict) or (isinstance(metrics, dict)
-                                             and set(std_metrics) != set(metrics)):
-        problems.append("generations.std.metrics must name the same OOD sets as metrics")
-    else:
-        for name, values in std_metrics.items():
-            if not isinstance(values, dict) or not all(_fraction(values.get(k))
-                                                       for k in ("auroc", "fpr95")):
-                problems.append(f"generations.std.metrics[{name!r}] must give auroc and fpr95 "
-                                f"in [0, 1]")
-    return problems
+def validate_record(data: Mapping[str, Any], source: str) -> None:
+    """Raise :class:`~oodbench.errors.RecordError` (one line: ``source``, the field, the fix)
+    unless ``data`` is a valid ``oodbench.result/1`` record."""
+    found = record_problems(data)
+    if found:
+        more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        raise RecordError(f"Result record {source}: {found[0]}{more}; fix the field or rewrite "
+                          f"the record with `oodbench run` (the format: `oodbench schema "
+                          f"record`).")
 
 
 def mean_std(values: Sequence[float], ddof: int = STD_DDOF) -> tuple[float, float]:

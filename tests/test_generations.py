@@ -14,7 +14,7 @@ import torch
 import oodbench
 from oodbench.interfaces import LabelGenerator, Scorer
 from oodbench.leaderboard import Entry, render_markdown
-from oodbench.results import generation_summary, mean_std, validate_record
+from oodbench.results import generation_summary, mean_std, record_problems, validate_record
 from oodbench.runner import RunRequest, run
 from oodbench.types import LabelBank, RunContext, TextHead
 from tests import toy
@@ -155,7 +155,7 @@ def test_each_generation_gets_its_own_seed_and_the_record_is_their_mean(gen_regi
     assert record["groups"]["near"]["fpr95"] == pytest.approx(np.mean(near))
     assert block["std"]["groups"]["near"]["fpr95"] == pytest.approx(np.std(near, ddof=1))
     assert [g["seed"] for g in per] == [5, 6, 7]
-    assert validate_record(record) == []
+    validate_record(record, "the run")
     # the leaderboard shows mean ± std for it
     markdown = render_markdown(_board(record))
     assert " ± " in markdown and "3 generations (seeds 5–7, 3 distinct label sets)" in markdown
@@ -196,22 +196,22 @@ def _with_generations() -> dict:
 
 def test_record_validation_checks_the_generations_block():
     good = _with_generations()
-    assert validate_record(good) == []
+    validate_record(good, "good.json")
     cases = {
         "seeds": lambda b: b.update(seeds=[0, 0]),
         "distinct_label_sets": lambda b: b.update(distinct_label_sets=2, label_sets=[0, 0]),
         "per_generation": lambda b: b["per_generation"].pop(),
         "std.metrics": lambda b: b["std"]["metrics"].pop("birds"),
-        "n is": lambda b: b.update(n="3"),
+        "generations.n: input should be a valid integer": lambda b: b.update(n="3"),
     }
     for expected, corrupt in cases.items():
         bad = copy.deepcopy(good)
         corrupt(bad["generations"])
-        problems = validate_record(bad)
+        problems = record_problems(bad)
         assert any(expected in p for p in problems), (expected, problems)
     bad = copy.deepcopy(good)
     bad["generations"]["per_generation"][0]["metrics"]["birds"]["auroc"] = 1.5
-    assert any("per_generation[0]" in p for p in validate_record(bad))
+    assert any("per_generation[0]" in p for p in record_problems(bad))
 
 
 def _board(*records: dict):
@@ -232,7 +232,7 @@ def test_leaderboard_shows_mean_pm_std_only_for_generations():
     assert "2 generations (seeds 0–1, 2 distinct label sets)" in markdown
     # deterministic bytes
     assert markdown == render_markdown(_board(averaged, single))
-    from oodbench.leaderboard_html import render_html
+    from oodbench.leaderboard import render_html
 
     html = render_html(_board(averaged, single))
     assert "89.00 ± 1.41" in html and html == render_html(_board(averaged, single))
