@@ -29,8 +29,8 @@ from PIL import Image
 
 from oodbench.data.offline import load_offline_source
 from oodbench.data.suite import load_suite
-from oodbench.mini.diffusion import SAMPLER, MiniDiffusion
-from oodbench.mini.model import MiniBackbone, file_sha256
+from oodbench_mini.diffusion import SAMPLER, MiniDiffusion
+from oodbench_mini.model import MiniBackbone, file_sha256
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "oodbench" / "suites"
 PROMPT = "a photo of a {}."

@@ -588,7 +588,7 @@ def data_fetch(
             else:
                 manual.append(row)
         if offline:
-            from oodbench.mini.fetch import fetch_offline
+            from oodbench_mini.fetch import fetch_offline
 
             with _progress() as phase:
                 path = fetch_offline(progress_for=lambda label: _lazy_phase(phase, label))
@@ -623,7 +623,7 @@ def data_fetch_offline(
 ) -> None:
     """Download the offline mini world's packages (Debian, npm) and build its image catalogue."""
     with user_errors():
-        from oodbench.mini.fetch import fetch_offline
+        from oodbench_mini.fetch import fetch_offline
 
         with _progress() as phase:
             path = fetch_offline(force=force,

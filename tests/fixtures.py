@@ -36,7 +36,8 @@ def _isolated(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OODBENCH_DATA", str(data_dir()))
     monkeypatch.setenv("OODBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OODBENCH_LOAD_PLUGINS", "")
+    # of the entry-point plugins only the offline mini world (the offline suites' backbone)
+    monkeypatch.setenv("OODBENCH_LOAD_PLUGINS", "mini")
     reset_registry()
     yield
     reset_registry()

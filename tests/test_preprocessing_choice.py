@@ -24,9 +24,9 @@ from oodbench.data.suite import load_suite
 from oodbench.errors import OODBenchError, ParameterError
 from oodbench.features import FeatureStore
 from oodbench.method import MethodSpec, backbone_params
-from oodbench.mini.model import MiniBackbone
 from oodbench.runner import RunRequest, run
 from oodbench.types import RunContext
+from oodbench_mini.model import MiniBackbone
 
 
 def _ctx(tmp_path) -> RunContext:

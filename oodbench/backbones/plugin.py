@@ -6,7 +6,6 @@ from oodbench import hookimpl
 from oodbench.backbones.hf import HFCLIPBackbone
 from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.hookspecs import Register
-from oodbench.mini.model import MiniBackbone
 
 PRESETS = {
     "clip-b16": ({"model": "ViT-B-16-quickgelu", "pretrained": "openai"},
@@ -27,4 +26,3 @@ def register_backbones(register: Register) -> None:
              description="SigLIP ViT-B/16 via transformers (sigmoid loss: temperatures differ).")
     for name, (defaults, description) in PRESETS.items():
         register(OpenCLIPBackbone, name=name, defaults=defaults, description=description)
-    register(MiniBackbone)

@@ -4,7 +4,7 @@ Two needs shape this module. MM-OOD renders concepts with text-to-image (Stable 
 SynOOD in-paints ID images and *steers the start noise* by a classifier's energy, so it needs
 more than a pipeline call: encode an image, noise it at the strength's first timestep with a
 given ε, run the denoising loop to ẑ₀, decode with gradients, and restart. Every backend
-(``diffusers-*`` here, ``mini-diffusion`` in :mod:`oodbench.mini.diffusion`) implements
+(``diffusers-*`` here, ``mini-diffusion`` in :mod:`oodbench_mini.diffusion`) implements
 :class:`DiffusionGenerator`, so a guided synthesizer (``oodbench_synood.guidance``) runs
 unchanged on both. Images are float RGB tensors in [0, 1] at both ends::
 

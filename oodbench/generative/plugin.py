@@ -5,7 +5,6 @@ from __future__ import annotations
 from oodbench import hookimpl
 from oodbench.generative.diffusion import DiffusersGenerator
 from oodbench.hookspecs import Register
-from oodbench.mini.diffusion import MiniDiffusion
 
 
 @hookimpl
@@ -23,4 +22,3 @@ def register_image_generators(register: Register) -> None:
         },
         description="SD-2-inpainting via diffusers with SynOOD's settings (20 steps, 0.6, 8).",
     )
-    register(MiniDiffusion)

@@ -121,7 +121,7 @@ VOCABULARIES = ("wordnet", "corpus", "wordnet+corpus")
 def corpus_concepts() -> list[str]:
     """The offline catalogue's concept names (the mini world's classes), sorted, distinct."""
     from oodbench.data.offline import catalog_file
-    from oodbench.mini.corpus import read_catalog
+    from oodbench_mini.corpus import read_catalog
 
     return sorted({row["concept"] for row in read_catalog(catalog_file())})
 
@@ -220,7 +220,7 @@ class VocabularyDescriber(ImageDescriber):
         return [parse_list_answer(a) for a in self._answer(ranked, prompts)]
 
     def identity(self) -> str:
-        from oodbench.mini.corpus import CORPUS_VERSION
+        from oodbench_mini.corpus import CORPUS_VERSION
 
         corpus = f"corpus-v{CORPUS_VERSION}"  # the catalogue's concepts change with its version
         vocab = {"wordnet": "wordnet-concrete", "corpus": corpus,

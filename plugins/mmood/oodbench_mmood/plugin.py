@@ -25,7 +25,7 @@ def register_label_generators(register: Register) -> None:
 
 @hookimpl
 def register_image_generators(register: Register) -> None:
-    from oodbench.mini.diffusion import MiniDiffusion
+    from oodbench_mini.diffusion import MiniDiffusion
 
     # MM-OOD's offline far branch renders ~12 images per generation: the mini model's 32x32
     # samples look the same at 20 and 50 DDIM steps (checked by eye), at 2.5x less CPU time

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from oodbench.generative.diffusion import DiffusersGenerator
-from oodbench.mini.diffusion import MiniDiffusion
+from oodbench_mini.diffusion import MiniDiffusion
 from oodbench_synood.guidance import REFERENCE_BATCH, energy_guidance_score, guided_inpaint
 
 SCALE = 0.18215

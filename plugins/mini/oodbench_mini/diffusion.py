@@ -1,7 +1,7 @@
 """``mini-diffusion``: a small text-conditioned pixel-space diffusion model for the offline world.
 
 No text-to-image model is reachable from the machines this project is built on, so MM-OOD and
-SynOOD get a stand-in trained here (:mod:`oodbench.mini.train_diffusion`): diffusers' own
+SynOOD get a stand-in trained here (:mod:`oodbench_mini.train_diffusion`): diffusers' own
 ``UNet2DConditionModel`` at 32x32 RGB (no VAE, no attention at full resolution: it costs too
 much on a CPU), conditioned on the frozen all-MiniLM-L6-v2 text tower of the mini backbone
 (token states through cross-attention, the pooled sentence embedding added to the timestep
@@ -34,7 +34,7 @@ from oodbench.generative.diffusion import (
     as_rgb,
     masks_to_tensor,
 )
-from oodbench.mini.model import EMBED_DIM, TEXT_PACKAGE, TextTower, file_sha256
+from oodbench_mini.model import EMBED_DIM, TEXT_PACKAGE, TextTower, file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "diffusion_weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "mini_diffusion.safetensors"
@@ -207,7 +207,7 @@ def load_weights(path: Path) -> tuple[Any, dict[str, Any]]:
         raise MissingDataError(
             f"mini-diffusion weights not found at {path}: pass --param <component>.weights="
             "/path/mini_diffusion.safetensors or train them with "
-            "`python -m oodbench.mini.train_diffusion`."
+            "`python -m oodbench_mini.train_diffusion`."
         )
     config = read_config(path)
     unet = build_unet(config["unet"])

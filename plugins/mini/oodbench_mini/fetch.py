@@ -4,7 +4,7 @@ Each pinned package file is downloaded straight over HTTP(S) from a Debian mirro
 registry (urllib: ``HTTPS_PROXY`` is honoured), checked against its sha256, unpacked in pure
 Python (a ``.deb`` is an ``ar`` archive holding ``data.tar.*``; an npm package is a ``.tgz``)
 under ``<data>/offline/raw/<pkg>/`` and turned into ``<data>/offline/catalog.jsonl`` +
-normalised PNGs by :mod:`oodbench.mini.corpus`. No Debian tools, no npm, no root: the quick
+normalised PNGs by :mod:`oodbench_mini.corpus`. No Debian tools, no npm, no root: the quick
 start works on macOS and Windows too. ``apt-get download`` / ``npm pack`` remain a fallback
 for when the direct download fails (e.g. a machine that reaches only its apt proxy).
 
@@ -33,8 +33,8 @@ from typing import IO, Any
 
 from oodbench.download import FetchError, Progress, file_sha256, http_fetch, one_line
 from oodbench.errors import MissingDataError
-from oodbench.mini import corpus
 from oodbench.paths import data_dir as default_data_dir
+from oodbench_mini import corpus
 
 DEBIAN_MIRROR_ENV = "OODBENCH_DEBIAN_MIRROR"
 DEFAULT_DEBIAN_MIRROR = "https://deb.debian.org/debian"

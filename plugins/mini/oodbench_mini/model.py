@@ -128,7 +128,7 @@ class TextTower:
     """Frozen all-MiniLM-L6-v2: masked mean pooling + L2 norm, loaded from the local package."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
-        from oodbench.mini.minilm import MiniLM, WordPiece
+        from oodbench_mini.minilm import MiniLM, WordPiece
 
         model_dir = text_model_dir()
         self.tokenizer = WordPiece(model_dir)
@@ -194,7 +194,7 @@ def load_image_tower(path: Path) -> tuple[ImageTower, dict[str, str]]:
     if not path.exists():
         raise MissingDataError(
             f"Mini image-tower weights not found at {path}: run "
-            "`python -m oodbench.mini.train --out oodbench/mini/weights/image_tower.safetensors`."
+            "`python -m oodbench_mini.train --out oodbench/mini/weights/image_tower.safetensors`."
         )
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})

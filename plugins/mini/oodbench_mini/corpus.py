@@ -1,6 +1,6 @@
 """Build the offline catalogue: packaged, labelled images -> normalised PNGs + catalog.jsonl.
 
-The raw packages (unpacked by :mod:`oodbench.mini.fetch`) are openclipart, Tux Paint stamps,
+The raw packages (unpacked by :mod:`oodbench_mini.fetch`) are openclipart, Tux Paint stamps,
 Noto emoji and Fashion-MNIST. Each image gets a *concept* (a short noun phrase, the class name
 used in prompts), a coarse *category* and a caption derived from folder names, file names,
 Tux Paint descriptions and ``emoji.json``. The ``test`` split is held out from pretraining and
@@ -533,7 +533,7 @@ def _convert(job: tuple[str, bytes, str]) -> str | None:
 
 def _vocab() -> set[str]:
     """Whole-word entries of the MiniLM tokenizer, used to filter openclipart file names."""
-    from oodbench.mini.model import text_model_dir
+    from oodbench_mini.model import text_model_dir
 
     vocab_file = text_model_dir() / "vocab.txt"
     if not vocab_file.exists():

@@ -6,7 +6,7 @@ image tower learns to pick its concept among *all* concepts of the corpus and it
 all categories (cross-entropy over the full tables, a learned temperature), so zero-shot
 classification with unseen prompts and class lists works. Run:
 
-    python -m oodbench.mini.train --out oodbench/mini/weights/image_tower.safetensors
+    python -m oodbench_mini.train --out oodbench/mini/weights/image_tower.safetensors
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from oodbench.errors import MissingDataError
-from oodbench.mini.corpus import read_catalog
-from oodbench.mini.model import (
+from oodbench.paths import data_dir as default_data_dir
+from oodbench_mini.corpus import read_catalog
+from oodbench_mini.model import (
     DEFAULT_WEIGHTS,
     ImageTower,
     TextTower,
@@ -33,7 +34,6 @@ from oodbench.mini.model import (
     normalise_pixels,
     save_image_tower,
 )
-from oodbench.paths import data_dir as default_data_dir
 
 TEMPLATES = (
     "a photo of a {}.",
@@ -52,7 +52,7 @@ def catalog_path(data_dir: Path | None) -> Path:
     if not path.exists():
         raise MissingDataError(
             f"The offline catalogue {path} is missing: run `oodbench data fetch-offline` "
-            "(or `python -m oodbench.mini.fetch`)."
+            "(or `python -m oodbench_mini.fetch`)."
         )
     return path
 
@@ -200,7 +200,7 @@ def train_mini(
         tower,
         Path(out_path),
         logit_scale,
-        {"summary": json.dumps(summary), "trained_by": "oodbench.mini.train"},
+        {"summary": json.dumps(summary), "trained_by": "oodbench_mini.train"},
     )
     summary["sha256"] = file_sha256(Path(out_path))
     return summary
@@ -235,7 +235,7 @@ def write_weights_docs(out_path: Path, summary: dict, command: str) -> None:
         "```",
         "",
         "`reference_similarity.json` holds image x text similarities of synthetic images for the",
-        "regression test; regenerate it with `python -m oodbench.mini.train --reference-only`.",
+        "regression test; regenerate it with `python -m oodbench_mini.train --reference-only`.",
         "",
     ]
     (folder / "README.md").write_text("\n".join(lines))
@@ -295,7 +295,7 @@ def evaluate_suites(weights: Path | str = "", data_dir: Path | None = None) -> d
     """``evaluate_suite`` for every ``oodbench/suites/offline-*.yaml``."""
     import yaml
 
-    from oodbench.mini.model import MiniBackbone
+    from oodbench_mini.model import MiniBackbone
 
     backbone = MiniBackbone(weights=str(weights))
     backbone.load(torch.device("cpu"))
@@ -375,7 +375,7 @@ def reference_similarity(backbone) -> list[list[float]]:
 
 def write_reference(weights: Path | str = "", path: Path | None = None) -> dict:
     """Store the reference similarity matrix that tests/test_mini.py checks to 1e-4."""
-    from oodbench.mini.model import MiniBackbone
+    from oodbench_mini.model import MiniBackbone
 
     torch.set_num_threads(2)
     backbone = MiniBackbone(weights=str(weights))
@@ -384,7 +384,7 @@ def write_reference(weights: Path | str = "", path: Path | None = None) -> dict:
     ref = {
         "fingerprint": backbone.fingerprint(),
         "texts": list(REFERENCE_TEXTS),
-        "images": "oodbench.mini.train.synthetic_images()",
+        "images": "oodbench_mini.train.synthetic_images()",
         "similarity": [[round(v, 6) for v in row] for row in reference_similarity(backbone)],
     }
     Path(path).write_text(json.dumps(ref, indent=1) + "\n")
@@ -419,7 +419,7 @@ def main() -> None:
         import shlex
         import sys
 
-        command = "python -m oodbench.mini.train " + shlex.join(sys.argv[1:])
+        command = "python -m oodbench_mini.train " + shlex.join(sys.argv[1:])
         write_weights_docs(args.out, summary, command)
         write_reference(args.out)
 

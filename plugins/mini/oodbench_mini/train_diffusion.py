@@ -6,20 +6,20 @@ generator seeded by (seed, step), the learning rate is a function of the step, a
 (weights, EMA weights, optimizer state, log) are written atomically every N steps: a resumed
 run continues exactly as an uninterrupted one would. Run::
 
-    python -m oodbench.mini.train_diffusion --max-minutes 90     # resumes from --resume-dir
-    python -m oodbench.mini.train_diffusion --export-only        # latest checkpoint -> weights
+    python -m oodbench_mini.train_diffusion --max-minutes 90     # resumes from --resume-dir
+    python -m oodbench_mini.train_diffusion --export-only        # latest checkpoint -> weights
 
 Checkpoints live in the cache; on a machine without them, continue from the committed weights
 (fresh optimizer, learning rate warmed up again; the README's log records it)::
 
-    python -m oodbench.mini.train_diffusion --init-weights \
+    python -m oodbench_mini.train_diffusion --init-weights \
         oodbench/mini/diffusion_weights/mini_diffusion.safetensors --max-minutes 90
 
 On a GPU machine that has no copy of the offline data, pack the corpus here (43 MB), carry it
 over, and train there with a larger batch into a fresh checkpoint folder::
 
-    python -m oodbench.mini.train_diffusion --pack-corpus .carry/md-corpus.npz
-    python -m oodbench.mini.train_diffusion --device cuda --corpus .carry/md-corpus.npz \
+    python -m oodbench_mini.train_diffusion --pack-corpus .carry/md-corpus.npz
+    python -m oodbench_mini.train_diffusion --device cuda --corpus .carry/md-corpus.npz \
         --batch-size 256 --lr 1e-3 --resume-dir .carry/md-gpu --max-minutes 8 --export
 
 On a CPU shared with other jobs, run it with ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP
@@ -55,7 +55,8 @@ import torch
 from PIL import Image
 
 from oodbench.errors import OODBenchError
-from oodbench.mini.diffusion import (
+from oodbench.paths import cache_dir
+from oodbench_mini.diffusion import (
     DEFAULT_WEIGHTS,
     MAX_TOKENS,
     RESOLUTION,
@@ -68,9 +69,8 @@ from oodbench.mini.diffusion import (
     unet_forward,
     unet_input,
 )
-from oodbench.mini.model import TEXT_PACKAGE, TextTower, file_sha256
-from oodbench.mini.train import catalog_path
-from oodbench.paths import cache_dir
+from oodbench_mini.model import TEXT_PACKAGE, TextTower, file_sha256
+from oodbench_mini.train import catalog_path
 
 TEMPLATES = (
     "a photo of a {}.",
@@ -145,7 +145,7 @@ class Corpus:
         )
 
     def _load_catalog(self, data_dir: Path | None, resolution: int) -> None:
-        from oodbench.mini.corpus import read_catalog
+        from oodbench_mini.corpus import read_catalog
 
         path = catalog_path(data_dir)
         self.rows = [r for r in read_catalog(path) if r["split"] == "train"]
@@ -509,14 +509,14 @@ def export(
     note: str = "",
 ) -> dict[str, Any]:
     """The newest checkpoint's EMA weights -> ``out_path`` (+ config.json, README, SHA256SUMS)."""
-    from oodbench.mini.diffusion import load_weights
+    from oodbench_mini.diffusion import load_weights
 
     resume_dir = Path(resume_dir) if resume_dir is not None else default_resume_dir()
     latest = latest_checkpoint(resume_dir)
     if latest is None:
         raise OODBenchError(
             f"No checkpoint in {resume_dir}: train first "
-            "(`python -m oodbench.mini.train_diffusion`)."
+            "(`python -m oodbench_mini.train_diffusion`)."
         )
     state = json.loads((latest / "state.json").read_text())
     ema, config = load_weights(latest / "ema.safetensors")
@@ -573,13 +573,13 @@ def write_readme(out_path: Path, sha: str, summary: dict, command: str, note: st
         "Trained with (the command resumes from its checkpoints: run it again to train longer):",
         "",
         "```",
-        command or "python -m oodbench.mini.train_diffusion",
+        command or "python -m oodbench_mini.train_diffusion",
         "```",
         "",
         "and exported (the newest checkpoint's EMA weights -> this folder) with:",
         "",
         "```",
-        "python -m oodbench.mini.train_diffusion --export-only",
+        "python -m oodbench_mini.train_diffusion --export-only",
         "```",
         "",
         *eval_lines,
@@ -644,7 +644,7 @@ def main() -> None:
         return
     command = args.command
     if not command and not args.export_only:
-        command = "python -m oodbench.mini.train_diffusion " + shlex.join(
+        command = "python -m oodbench_mini.train_diffusion " + shlex.join(
             a for a in sys.argv[1:] if a != "--export"
         )
     if not args.export_only:
