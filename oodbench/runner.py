@@ -30,7 +30,7 @@ import torch
 
 from oodbench import metrics
 from oodbench.cache import ArtifactCache, ContentIndex, content_key
-from oodbench.data.sources import refuse_shared_images, resolve_source
+from oodbench.data.sources import ImageList, refuse_shared_images, resolve_source
 from oodbench.data.suite import Suite, load_suite
 from oodbench.env import MethodEnv
 from oodbench.errors import OODBenchError, ParameterError
@@ -145,7 +145,9 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
         id_feats = env.encode(id_images, f"encode {suite.id_name} (ID)")
         ood_feats = {name: env.encode(images, f"encode {name}")
                      for name, images in ood_images.items()}
-    outcomes = _generations(env, components, id_feats, ood_feats, timer, log)
+    outcomes = _generations(env, components, (id_images, id_feats),
+                            {name: (ood_images[name], fs) for name, fs in ood_feats.items()},
+                            timer, log)
 
     record = _record(request, ctx, spec, suite, backbone_name, backbone, components, id_feats,
                      ood_feats, outcomes)
@@ -189,10 +191,12 @@ def generations_of(components: list[tuple[str, Any]]) -> int:
     return 1
 
 
-def _generations(env: MethodEnv, components: list[tuple[str, Any]], id_feats: FeatureSet,
-                 ood_feats: dict[str, FeatureSet], timer: Timer,
+def _generations(env: MethodEnv, components: list[tuple[str, Any]],
+                 id_set: tuple[ImageList, FeatureSet],
+                 ood_sets: dict[str, tuple[ImageList, FeatureSet]], timer: Timer,
                  log: Callable[[str], None]) -> list[Generation]:
-    """Run labels -> ... -> score once per generation; repeated label banks reuse scores."""
+    """Run labels -> ... -> score once per generation; repeated label banks reuse scores.
+    Each evaluated set comes as (its images, their features)."""
     count = generations_of(components)
     outcomes: list[Generation] = []
     first_seen: dict[str, Generation] = {}  # label bank fingerprint -> its first generation
@@ -215,9 +219,9 @@ def _generations(env: MethodEnv, components: list[tuple[str, Any]], id_feats: Fe
         with timer.stage("score"):
             device = env.ctx.device
             head = head.to(device)
-            id_scores, predictions = _score(scorer, head, id_feats, device)
-            ood_scores = {name: _score(scorer, head, fs, device)[0]
-                          for name, fs in ood_feats.items()}
+            id_scores, predictions = _score(genv, scorer, head, *id_set)
+            ood_scores = {name: _score(genv, scorer, head, *pair)[0]
+                          for name, pair in ood_sets.items()}
         outcome = Generation(seed, len(first_seen), label_info, id_scores, predictions,
                              ood_scores, genv.notes)
         if fingerprint is not None:
@@ -275,12 +279,12 @@ def _prepare(env: MethodEnv, components: list[tuple[str, Any]], head: TextHead,
     return head
 
 
-def _score(scorer: Any, head: TextHead, fs: FeatureSet,
-           device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def _score(env: MethodEnv, scorer: Any, head: TextHead, images: ImageList,
+           fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
     """Score on the run's device (the GPU when there is one); scores come back to the host."""
     with torch.no_grad():
-        feats = head.adapt(fs.features.to(device))
-        scores = scorer.score(feats, head)
+        feats = head.adapt(fs.features.to(env.device))
+        scores = scorer.score_set(env, images, fs, feats, head)
         if isinstance(scores, torch.Tensor):
             scores = scores.detach().cpu()
         scores = np.asarray(scores, dtype=np.float64)
