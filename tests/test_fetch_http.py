@@ -19,10 +19,11 @@ from typing import ClassVar
 
 import pytest
 
+import oodbench.download as core_download
 import oodbench.labels.wordnet as wordnet
+from oodbench.download import Package, download, unpack
 from oodbench.errors import MissingDataError
-from oodbench_mini import fetch
-from oodbench_mini.fetch import PACKAGES, Package, download, unpack
+from oodbench_mini.fetch import PACKAGES
 
 
 # -- building packages -------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_other_data_tar_compressions(mirror: Path, tmp_path: Path, compression: 
 
 
 def test_zstd_without_a_decoder_is_one_line(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(fetch, "_zstd_reader", lambda raw: None)
+    monkeypatch.setattr(core_download, "_zstd_reader", lambda raw: None)
     deb = _ar([("debian-binary", b"2.0\n"), ("data.tar.zst", b"\x28\xb5\x2f\xfd")])
     archive = tmp_path / "z.deb"
     archive.write_bytes(deb)

@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from oodbench.errors import MissingDataError
 from oodbench.generative.vision import TransformersDescriber, VocabularyDescriber
 
 
@@ -194,6 +195,7 @@ def test_vocabulary_describer_corpus_concepts_and_llm_phrasing(registry, colour_
     rows = [{"path": f"images/{i}.png", "concept": c, "category": "thing", "split": "train"}
             for i, c in enumerate(["red kite", "orange fish", "blue whale", "stone", "red kite"])]
     (data / "offline" / "catalog.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (data / "offline" / "manifest.json").write_text(json.dumps({"corpus_version": 7}))
     monkeypatch.setenv("OODBENCH_DATA", str(data))
 
     prompts_seen: list[str] = []
@@ -225,12 +227,13 @@ def test_vocabulary_describer_corpus_concepts_and_llm_phrasing(registry, colour_
     assert corpus._words() == ["blue whale", "orange fish", "red kite", "stone"]
     assert corpus.context([red], ["cat"]) == ["red kite, orange fish"]
     assert corpus.propose([red], ["x"]) == [["orange fish", "stone"]]  # ID names excluded
-    assert "corpus-v" in corpus.identity()
+    assert corpus.identity() == "vocabulary:corpus-v7:2:a photo of a {}"
     from oodbench.generative.envision import KnowledgeEnvisioner
 
     monkeypatch.setattr(KnowledgeEnvisioner, "_pool", lambda self: [("kite", 1), ("stone", 2)])
     both = VocabularyDescriber(vocabulary="wordnet+corpus")
     assert both._words() == ["kite", "stone", "blue whale", "orange fish", "red kite"]
+    assert both.identity() == "vocabulary:wordnet-concrete+corpus-v7:5:a photo of a {}"
 
     phrased = registry.create("image_describer", "vocabulary",
                               {"vocabulary": "corpus", "top_k": 2, "phrase_with": "phrasing-llm"})
@@ -243,3 +246,6 @@ def test_vocabulary_describer_corpus_concepts_and_llm_phrasing(registry, colour_
     assert phrased.identity().endswith(":phrase=phrasing-llm:{}")
     with pytest.raises(Exception, match="vocabulary must be one of"):
         registry.create("image_describer", "vocabulary", {"vocabulary": "everything"})
+    (data / "offline" / "manifest.json").unlink()
+    with pytest.raises(MissingDataError, match="fetch-offline --force"):
+        both.identity()

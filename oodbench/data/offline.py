@@ -4,6 +4,11 @@ A source spec is the dict a suite file gives, e.g.
 ``{type: offline, split: test, select: {concept: [cat, dog]}}`` or
 ``{type: offline, split: test, select: {category: [mammal, bird]}}``; the class key of each
 image is the field it was selected by (its concept or its category).
+
+The catalogue (``<data>/offline/catalog.jsonl``, one JSON row per image: ``path``, ``concept``,
+``category``, ``split``) and its ``manifest.json`` (``corpus_version``: the content version)
+are built by the mini world's distribution, ``oodbench-mini`` (``oodbench data fetch-offline``);
+the core only reads them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,22 @@ def catalog_file(data_dir: Path | None = None) -> Path:
 def _rows(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def catalog_concepts(data_dir: Path | None = None) -> list[str]:
+    """The offline catalogue's concept names (the mini world's classes), sorted, distinct."""
+    return sorted({row["concept"] for row in _rows(catalog_file(data_dir))})
+
+
+def catalog_version(data_dir: Path | None = None) -> int:
+    """The content version of the catalogue on disk (``corpus_version`` of its manifest)."""
+    manifest = catalog_file(data_dir).parent / "manifest.json"
+    try:
+        return int(json.loads(manifest.read_text(encoding="utf-8"))["corpus_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise MissingDataError(
+            f"The offline catalogue's manifest is missing or unreadable ({manifest}): run "
+            "`oodbench data fetch-offline --force`.") from None
 
 
 def load_offline_source(spec: dict, data_dir: Path | None = None) -> tuple[list[Path], list[str]]:

@@ -118,14 +118,6 @@ class TransformersDescriber(HubModel, AdoptsBuiltModel, ImageDescriber):
 VOCABULARIES = ("wordnet", "corpus", "wordnet+corpus")
 
 
-def corpus_concepts() -> list[str]:
-    """The offline catalogue's concept names (the mini world's classes), sorted, distinct."""
-    from oodbench.data.offline import catalog_file
-    from oodbench_mini.corpus import read_catalog
-
-    return sorted({row["concept"] for row in read_catalog(catalog_file())})
-
-
 PHRASE_PROMPT = "This image shows: {concepts}.\n{prompt}"
 
 
@@ -169,7 +161,9 @@ class VocabularyDescriber(ImageDescriber):
         words = [w for w, _ in KnowledgeEnvisioner()._pool()] if "wordnet" in self.vocabulary \
             else []
         if "corpus" in self.vocabulary:
-            words = list(dict.fromkeys(words + corpus_concepts()))
+            from oodbench.data.offline import catalog_concepts
+
+            words = list(dict.fromkeys(words + catalog_concepts()))
         return words
 
     def _vocabulary(self) -> tuple[list[str], torch.Tensor]:
@@ -220,11 +214,12 @@ class VocabularyDescriber(ImageDescriber):
         return [parse_list_answer(a) for a in self._answer(ranked, prompts)]
 
     def identity(self) -> str:
-        from oodbench_mini.corpus import CORPUS_VERSION
+        vocab = "wordnet-concrete"
+        if "corpus" in self.vocabulary:  # the catalogue's concepts change with its version
+            from oodbench.data.offline import catalog_version
 
-        corpus = f"corpus-v{CORPUS_VERSION}"  # the catalogue's concepts change with its version
-        vocab = {"wordnet": "wordnet-concrete", "corpus": corpus,
-                 "wordnet+corpus": f"wordnet-concrete+{corpus}"}[self.vocabulary]
+            corpus = f"corpus-v{catalog_version()}"
+            vocab = corpus if self.vocabulary == "corpus" else f"{vocab}+{corpus}"
         out = f"vocabulary:{vocab}:{self.top_k}:{self.template}"  # the default's, unchanged
         if self.phrase_with:
             llm = self._llm.identity() if hasattr(self, "_llm") else \

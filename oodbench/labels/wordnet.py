@@ -51,13 +51,13 @@ def fetch_wordnet(force: bool = False, progress=None) -> Path:
     """Download Debian's wordnet-base (6.5 MB) and unpack it under ``<data>/wordnet``.
 
     Straight from the Debian mirror (``OODBENCH_DEBIAN_MIRROR``) over HTTP(S), unpacked in
-    pure Python (see :mod:`oodbench_mini.fetch`); ``apt-get download`` only as a fallback.
+    pure Python (see :mod:`oodbench.download`); ``apt-get download`` only as a fallback.
     ``progress(done, total)``, if given, is called with the bytes downloaded.
     """
     import shutil
     import tempfile
 
-    from oodbench_mini.fetch import Package, download, unpack
+    from oodbench.download import Package, download, unpack
 
     target = data_dir() / "wordnet"
     if not force and (target / "usr" / "share" / "wordnet" / "data.noun").exists():
