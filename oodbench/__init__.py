@@ -1,41 +1,29 @@
 """oodbench: a plugin-based benchmark for OOD detection with vision-language models.
 
-Importing this package is cheap: no model library (open_clip, transformers, diffusers) is
-imported until a component needs it.
+Everything a plugin may import is listed in ``__all__`` and documented in
+:mod:`oodbench.contracts` (component kinds, ``LabelBank``, ``TextHead``, ``MethodEnv``, the YAML
+method form); the hooks that register components are in :mod:`oodbench.hookspecs`.
+
+Importing this package is cheap: no model library (open_clip, transformers, diffusers) and no
+torch is imported until a component needs it.
 """
 
 from __future__ import annotations
 
 import pluggy
 
+from oodbench import contracts
+
 __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("oodbench")
 
-_LAZY = {
-    "Scorer": "oodbench.interfaces",
-    "LabelGenerator": "oodbench.interfaces",
-    "Synthesizer": "oodbench.interfaces",
-    "FineTuner": "oodbench.interfaces",
-    "Backbone": "oodbench.backbones.base",
-    "MethodSpec": "oodbench.method",
-    "ComponentRef": "oodbench.method",
-    "LabelBank": "oodbench.types",
-    "TextHead": "oodbench.types",
-    "SampleSet": "oodbench.types",
-    "OODBenchError": "oodbench.errors",
-    "MethodEnv": "oodbench.env",
-    "RunContext": "oodbench.types",
-}
-
 # everything a plugin may import from the top level (lazily: no torch at `import oodbench`)
-__all__ = ["__version__", "hookimpl", *_LAZY]
+__all__ = ["__version__", "hookimpl", "contracts", *contracts.__all__]
 
 
 def __getattr__(name: str) -> object:
-    """Lazy access to the public classes, so `import oodbench` does not import torch."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    """Lazy access to the public classes of :mod:`oodbench.contracts`."""
+    if name in contracts.__all__:
+        return getattr(contracts, name)
     raise AttributeError(f"module 'oodbench' has no attribute {name!r}")

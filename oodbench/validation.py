@@ -30,7 +30,11 @@ def problems(exc: ValidationError, model: type[BaseModel] | None = None) -> list
     return [_line(error, model) for error in errors]
 
 
-_SHOW_INPUT = {"literal_error", "enum", "greater_than", "greater_than_equal", "less_than",
+_NOUNS = {"dict_type": "a mapping", "model_type": "a mapping", "list_type": "a list",
+          "string_type": "a string", "int_type": "an integer", "int_parsing": "an integer",
+          "int_from_float": "an integer", "float_type": "a number", "float_parsing": "a number",
+          "bool_type": "true or false", "bool_parsing": "true or false"}
+_SHOW_INPUT = {"enum", "greater_than", "greater_than_equal", "less_than",
                "less_than_equal", "too_short", "too_long", "finite_number"}
 
 
@@ -46,10 +50,18 @@ def _line(error: Any, model: type[BaseModel] | None) -> str:
         return f"unknown field {where!r}{hint}{listing}"
     if kind == "missing":
         return f"missing field {where!r}"
+    shown = _short(error.get("input"))
+    if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        if " or " in expected:
+            expected = "one of " + expected.replace(" or ", ", ")
+        return f"{where} must be {expected}, got {shown}"
+    if kind in _NOUNS:
+        return f"{where} must be {_NOUNS[kind]}, got {shown}"
     message = str(error["msg"]).removeprefix("Value error, ")
     message = message[0].lower() + message[1:] if message else message
-    if kind in _SHOW_INPUT or kind.endswith(("_type", "_parsing")):
-        message += f", got {_short(error.get('input'))}"
+    if kind in _SHOW_INPUT:
+        message += f", got {shown}"
     return f"{where}: {message}" if loc else message
 
 

@@ -202,7 +202,7 @@ def test_record_validation_checks_the_generations_block():
         "distinct_label_sets": lambda b: b.update(distinct_label_sets=2, label_sets=[0, 0]),
         "per_generation": lambda b: b["per_generation"].pop(),
         "std.metrics": lambda b: b["std"]["metrics"].pop("birds"),
-        "generations.n: input should be a valid integer": lambda b: b.update(n="3"),
+        "generations.n must be an integer": lambda b: b.update(n="3"),
     }
     for expected, corrupt in cases.items():
         bad = copy.deepcopy(good)
