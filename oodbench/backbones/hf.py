@@ -134,6 +134,16 @@ class HFCLIPBackbone(Backbone):
             feats = self._model.get_image_features(pixel_values=pixels.to(self.device))
         return torch.nn.functional.normalize(_tensor(feats).float(), dim=-1)
 
+    def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """GL-MCM's patch features (:mod:`oodbench.backbones.tokens`); CLIP ViTs only."""
+        from oodbench.backbones.tokens import hf_clip_patch_tokens
+
+        if self._siglip:
+            raise NotImplementedError("GL-MCM patch features need a CLIP ViT with a class "
+                                      "token; SigLIP pools with an attention head")
+        with torch.no_grad():
+            return hf_clip_patch_tokens(self._model, pixels.to(self.device))
+
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         return encode_texts_halving(self._encode_text_batch, texts)
 

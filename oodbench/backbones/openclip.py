@@ -247,6 +247,13 @@ class OpenCLIPBackbone(Backbone):
             feats = self._loaded.encode_image(pixels.to(self.device))
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
+    def encode_image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """GL-MCM's patch features (:mod:`oodbench.backbones.tokens`); ViTs only."""
+        from oodbench.backbones.tokens import openclip_patch_tokens
+
+        with torch.no_grad():
+            return openclip_patch_tokens(self._loaded.visual, pixels.to(self.device))
+
     def encode_images_differentiable(self, images: torch.Tensor) -> torch.Tensor:
         size = self._loaded.visual.image_size
         size = size if isinstance(size, tuple | list) else (size, size)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from oodbench import hookimpl
+from oodbench.baselines.csp import CSPScorer
+from oodbench.baselines.glmcm import GLMCMScorer
 from oodbench.baselines.neglabel import NegLabelScorer
 from oodbench.baselines.softmax import EnergyScorer, MaxLogitScorer, MCMScorer, MSPScorer
 from oodbench.hookspecs import Register
 from oodbench.method import ComponentRef, MethodSpec
 
 SCORERS = (MCMScorer, MSPScorer, MaxLogitScorer, EnergyScorer)
-LABEL_SCORERS = (NegLabelScorer,)
+LABEL_SCORERS = (NegLabelScorer, CSPScorer)
 
 # The published numbers of MCM (one eval script for MCM, energy and max-logit; MSP is MCM at
-# T = 0.01) and NegLabel were computed with torchvision's default bilinear Resize(224) ->
-# CenterCrop(224) (MCM utils/train_eval_util.py, NegLabel mmcls/datasets/ood_dataset.py)
+# T = 0.01), GL-MCM, NegLabel and CSP were computed with torchvision's default bilinear
+# Resize(224) -> CenterCrop(224) (MCM and GL-MCM utils/train_eval_util.py, NegLabel and CSP
+# mmcls/datasets/ood_dataset.py)
 REFERENCE_INTERPOLATION = "bilinear"
 
 REFERENCES = {
@@ -24,12 +27,16 @@ REFERENCES = {
     "energy": "Liu et al., Energy-based OOD Detection, NeurIPS 2020 (on CLIP logits)",
     "neglabel": "Jiang et al., Negative Label Guided OOD Detection with Pretrained "
                 "Vision-Language Models, ICLR 2024",
+    "gl-mcm": "Miyai et al., GL-MCM: Global and Local Maximum Concept Matching for Zero-Shot "
+              "Out-of-Distribution Detection, IJCV 2025 (arXiv 2304.04521)",
+    "csp": "Chen et al., Conjugated Semantic Pool Improves OOD Detection with Pre-trained "
+           "Vision-Language Models, NeurIPS 2024",
 }
 
 
 @hookimpl
 def register_scorers(register: Register) -> None:
-    for scorer in (*SCORERS, *LABEL_SCORERS):
+    for scorer in (*SCORERS, GLMCMScorer, *LABEL_SCORERS):
         register(scorer)
 
 
@@ -45,3 +52,11 @@ def register_methods(register: Register) -> None:
                         description="NegLabel: WordNet negatives mined far from the ID labels, "
                                     "grouped softmax score.", reference=REFERENCES["neglabel"],
                         interpolation=REFERENCE_INTERPOLATION))
+    register(MethodSpec(name="gl-mcm", scorer=ComponentRef("gl-mcm"),
+                        description=GLMCMScorer.description, reference=REFERENCES["gl-mcm"],
+                        interpolation=REFERENCE_INTERPOLATION))
+    register(MethodSpec(name="csp", scorer=ComponentRef("csp"),
+                        label_generator=ComponentRef("csp-mining"),
+                        description="CSP: NegLabel's negatives on a narrower noun pool plus "
+                                    "conjugated 'adjective superclass' labels, grouped score.",
+                        reference=REFERENCES["csp"], interpolation=REFERENCE_INTERPOLATION))
