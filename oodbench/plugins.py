@@ -1,9 +1,14 @@
 """The plugin manager: built-in plugins plus setuptools entry points of group ``oodbench``.
 
 Every registration goes through one core-owned ``register`` callback per hook, which checks the
-type, the name and collisions, and records which plugin (and distribution) registered what. A
-broken third-party plugin is recorded and reported (``oodbench plugins``), never fatal to the
-others. ``OODBENCH_LOAD_PLUGINS`` (comma-separated entry-point names; empty = none) narrows which
+type, the name and collisions, and records which plugin (and distribution) registered what.
+Loading a plugin is all or nothing: a plugin whose import fails, which implements a misspelt
+hook, registers something invalid or registers a name another plugin already holds is refused
+whole, so none of its components (and none of its methods, which would otherwise run another
+plugin's component of the same name) stay registered. The refusal is recorded (``failures()``,
+``failure_line()``, ``oodbench plugins``) and never fatal to the other plugins; looking up a name
+the refused plugin offered says which plugin it came from and why it is not loaded.
+``OODBENCH_LOAD_PLUGINS`` (comma-separated entry-point names; empty = none) narrows which
 third-party plugins load, to recover from a broken one.
 """
 
@@ -13,7 +18,8 @@ import importlib
 import importlib.metadata as md
 import os
 import sys
-from collections.abc import Iterable
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +54,12 @@ KIND_PLURAL = {
 }
 
 
+class PluginNotLoadedError(PluginError):
+    """A name that only a refused plugin offers (exit code 2, like an unknown name)."""
+
+    exit_code = 2
+
+
 @dataclass
 class Registration:
     kind: str
@@ -70,7 +82,10 @@ class PluginInfo:
     version: str
     builtin: bool
     registered: list[tuple[str, str]] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # why the plugin was refused (None: loaded)
+    offered: list[tuple[str, str]] = field(default_factory=list)  # what a refused one offered
+    traceback: str = ""  # of the first failure, for ``--debug``
+    entry_point: bool = False  # loaded through the entry point (OODBENCH_LOAD_PLUGINS selects)
 
 
 class Registry:
@@ -80,6 +95,7 @@ class Registry:
         self.pm = pluggy.PluginManager("oodbench")
         self.pm.add_hookspecs(hookspecs)
         self.entries: dict[str, dict[str, Registration]] = {k: {} for k in KIND_PLURAL}
+        self.refused: dict[str, dict[str, PluginInfo]] = {k: {} for k in KIND_PLURAL}
         self.plugins: list[PluginInfo] = []
 
     # -- loading -----------------------------------------------------------------------------
@@ -95,10 +111,13 @@ class Registry:
                 try:
                     plugin = ep.load()
                 except Exception as exc:  # any import-time failure of a third-party plugin
-                    self.plugins.append(PluginInfo(ep.name, dist, version, False,
-                                                   error=f"import failed: {_one_line(exc)}"))
+                    reason = f"import failed: {_one_line(exc)}".rstrip(".")
+                    self.plugins.append(PluginInfo(ep.name, dist, version, False, error=reason,
+                                                   traceback=traceback.format_exc(),
+                                                   entry_point=True))
                     continue
-                self._register_plugin(plugin, ep.name, dist, version, builtin=False)
+                self._register_plugin(plugin, ep.name, dist, version, builtin=False,
+                                      entry_point=True)
         return self
 
     def add_plugin(self, plugin: Any, name: str, distribution: str = "local") -> PluginInfo:
@@ -106,9 +125,10 @@ class Registry:
         return self._register_plugin(plugin, name, distribution, "0", builtin=False)
 
     def _register_plugin(
-        self, plugin: ModuleType | Any, name: str, dist: str, version: str, builtin: bool
+        self, plugin: ModuleType | Any, name: str, dist: str, version: str, builtin: bool,
+        entry_point: bool = False,
     ) -> PluginInfo:
-        info = PluginInfo(name, dist, version, builtin)
+        info = PluginInfo(name, dist, version, builtin, entry_point=entry_point)
         self.plugins.append(info)
         try:
             if self.pm.is_registered(plugin) or self.pm.has_plugin(name):
@@ -116,51 +136,80 @@ class Registry:
             self.pm.register(plugin, name=name)
             _check_hook_names(self.pm, plugin, name)
         except Exception as exc:
-            info.error = _one_line(exc)
-            if self.pm.is_registered(plugin):
-                self.pm.unregister(plugin)
+            self._refuse(info, plugin, [_one_line(exc)], traceback.format_exc())
             return info
+        offered, problems, trace = self._collect(plugin, info)
+        info.offered = [(reg.kind, reg.name) for reg in offered]
+        problems += self._collisions(offered, info)
+        if problems:
+            self._refuse(info, plugin, problems, trace)
+        else:
+            for reg in offered:
+                self.entries[reg.kind][reg.name] = reg
+            info.registered, info.offered = info.offered, []
+        return info
+
+    def _collect(self, plugin: Any, info: PluginInfo) -> tuple[list[Registration], list[str], str]:
+        """Call each of the plugin's hooks; what it registers, what went wrong, the traceback."""
+        offered: list[Registration] = []
+        problems: list[str] = []
+        trace = ""
         for hook_name, kind in hookspecs.HOOK_KINDS.items():
-            hook = getattr(self.pm.hook, hook_name)
-            for impl in hook.get_hookimpls():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if impl.plugin is not plugin:
                     continue
                 try:
-                    impl.function(register=self._registrar(kind, info))
+                    impl.function(register=_registrar(kind, info, offered))
                 except Exception as exc:
-                    info.error = f"{hook_name} failed: {_one_line(exc)}"
-        if info.error and not builtin:
-            print(f"oodbench: plugin {name!r} from distribution {dist!r}: {info.error}",
-                  file=sys.stderr)
-        if info.error and builtin:
-            raise PluginError(f"built-in plugin {name} is broken: {info.error}")
-        return info
+                    problems.append(f"{hook_name} failed: {_one_line(exc)}")
+                    trace = trace or traceback.format_exc()
+        return offered, problems, trace
 
-    def _registrar(self, kind: str, info: PluginInfo):
-        def register(obj: Any, name: str | None = None, defaults: dict[str, Any] | None = None,
-                     description: str | None = None) -> None:
-            for reg in _make_registrations(kind, obj, name, defaults, description, info):
-                existing = self.entries[kind].get(reg.name)
-                if existing is not None:
-                    raise PluginError(
-                        f"{kind} {reg.name!r} is already registered by plugin "
-                        f"{existing.plugin!r} (distribution {existing.distribution!r}); "
-                        f"rename it in distribution {info.distribution!r}"
-                    )
-                self.entries[kind][reg.name] = reg
-                info.registered.append((kind, reg.name))
+    def _collisions(self, offered: list[Registration], info: PluginInfo) -> list[str]:
+        problems, seen = [], set()
+        for reg in offered:
+            existing = self.entries[reg.kind].get(reg.name)
+            if existing is not None:
+                problems.append(
+                    f"{reg.kind} {reg.name!r} is already registered by plugin "
+                    f"{existing.plugin!r} (distribution {existing.distribution!r}); "
+                    f"rename it in distribution {info.distribution!r}")
+            elif (reg.kind, reg.name) in seen:
+                problems.append(f"it registers {reg.kind} {reg.name!r} twice")
+            seen.add((reg.kind, reg.name))
+        return problems
 
-        return register
+    def _refuse(self, info: PluginInfo, plugin: Any, problems: list[str], trace: str) -> None:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        info.error, info.traceback = problems[0].rstrip(".") + more, trace
+        if self.pm.is_registered(plugin):
+            self.pm.unregister(plugin)
+        if info.builtin:
+            raise PluginError(f"built-in plugin {info.name} is broken: {info.error}")
+        for kind, name in info.offered:
+            self.refused[kind].setdefault(name, info)
 
     # -- lookup ------------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
 
     def get(self, kind: str, name: str) -> Registration:
-        try:
-            return self.entries[kind][name]
-        except KeyError:
-            raise UnknownNameError(kind.replace("_", " "), name, self.entries[kind]) from None
+        entry = self.entries[kind].get(name)
+        if entry is not None:
+            return entry
+        label = kind.replace("_", " ")
+        info = self.refused[kind].get(name)
+        if info is not None:
+            raise PluginNotLoadedError(
+                f"{label} {name!r} comes from plugin {info.name!r} (distribution "
+                f"{info.distribution!r}), which was not loaded: {info.error}. "
+                f"{self.fix_hint(info)}.")
+        error = UnknownNameError(label, name, self.entries[kind])
+        unknown = [p for p in self.failures() if not p.offered]  # refused before registering
+        if unknown:
+            listed = "; ".join(f"{p.name!r} ({p.error})" for p in unknown)
+            error.args = (f"{error} Plugins that failed to load (one may offer it): {listed}.",)
+        raise error
 
     def create(self, kind: str, name: str, params: dict[str, Any] | None = None) -> Any:
         return self.get(kind, name).create(params)
@@ -168,7 +217,29 @@ class Registry:
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.error]
 
+    # -- reporting ---------------------------------------------------------------------------
+    def fix_hint(self, info: PluginInfo) -> str:
+        """How to get rid of a refused plugin's warning: fix it, or leave it out."""
+        if not info.entry_point:
+            return f"Fix plugin {info.name!r}"
+        others = [p.name for p in self.plugins if p.entry_point and not p.error]
+        return (f"Fix or uninstall distribution {info.distribution!r}, or leave it out with "
+                f"OODBENCH_LOAD_PLUGINS={','.join(others)!r}")
 
+    def failure_line(self, info: PluginInfo) -> str:
+        """One line naming a refused plugin, the reason and the fix."""
+        offered = f" (none of its {len(info.offered)} components)" if info.offered else ""
+        debug = "; --debug shows the traceback" if info.traceback else ""
+        return (f"plugin {info.name!r} from distribution {info.distribution!r} {info.version} "
+                f"was not loaded{offered}: {info.error}. {self.fix_hint(info)}{debug}.")
+
+
+def _registrar(kind: str, info: PluginInfo, offered: list[Registration]) -> Callable[..., None]:
+    def register(obj: Any, name: str | None = None, defaults: dict[str, Any] | None = None,
+                 description: str | None = None) -> None:
+        offered.extend(_make_registrations(kind, obj, name, defaults, description, info))
+
+    return register
 def _make_registrations(
     kind: str, obj: Any, name: str | None, defaults: dict[str, Any] | None,
     description: str | None, info: PluginInfo,

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import oodbench.cli as cli
 import oodbench.plugins as plugins_module
+from oodbench.cli.data import fuller_hint
 from oodbench.data.sources import hf_record_path, resolve_source
 from oodbench.data.suite import load_suite
 from oodbench.paths import REPO_ROOT
@@ -224,6 +225,6 @@ def test_hints_name_no_dependency_we_already_have_and_expand_data(env: Path) -> 
     food = resolve_suite(registry, "food101")
     textures = next(s.source for s in food.ood if s.name == "Textures")
     assert textures["obtain"] == "see imagenet-far"
-    hint = cli._fuller_hint(textures, registry)
+    hint = fuller_hint(textures, registry)
     assert "robots.ox.ac.uk" in hint and f"{env}/ood/dtd/images/<texture>/" in hint
     assert "${data}" not in hint
