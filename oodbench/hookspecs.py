@@ -14,6 +14,11 @@ Third-party packages expose their plugin module through the setuptools entry-poi
 ``oodbench`` (``[project.entry-points.oodbench] my = "my_pkg.plugin"``); the built-in
 baselines, backbones, suites and generative backends are plugins of exactly the same form.
 
+Every class these hooks register, and everything else a plugin may import (``LabelBank``,
+``TextHead``, ``MethodEnv``, ``MethodSpec``, the errors), is in :mod:`oodbench.contracts` (also
+importable from ``oodbench``); its docstring documents them, the image-adapter mechanics and
+the YAML method form, with a label generator + fine-tuner example.
+
 Conventions for every component registered below:
 
 * It is a dataclass: its public fields are its parameters, with the defaults of the paper it
@@ -42,7 +47,7 @@ def register_backbones(register: Register) -> None:
     """Register vision-language backbones.
 
     :param register: call ``register(cls, name=None, defaults=None, description=None)`` with a
-        subclass of :class:`oodbench.backbones.base.Backbone`. ``name``/``defaults`` register a
+        subclass of :class:`oodbench.contracts.Backbone`. ``name``/``defaults`` register a
         preset of the same class (e.g. ``clip-b16`` = ``openclip`` with model ``ViT-B-16``).
         A backbone encodes images and texts into one L2-normalised space of width
         ``embed_dim``; ``fingerprint()`` must change whenever its embeddings could change.
@@ -66,7 +71,9 @@ def register_label_generators(register: Register) -> None:
 
     ``generate(env) -> LabelBank`` returns extra class labels (outlier, negative or
     envisioned labels) for the suite's ID classes, with the labels' provenance. Label banks
-    are artefacts: cached, exportable and importable.
+    are artefacts: cached, exportable and importable. A stochastic generator declares an
+    ``int`` parameter ``generations`` (the contract's default: 1): the runner then averages N
+    independent generations with seeds run-seed + 0..N-1.
 
     :param register: call ``register(cls)`` once per class; ``name=``/``defaults=`` add presets.
     """

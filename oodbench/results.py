@@ -26,6 +26,9 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
   {metrics: set -> {auroc, fpr95, aupr_in, aupr_out}, groups: group -> {...}, id_accuracy}.
   Top-level ``ci`` is left out then (bootstrap intervals are per generation); ``curves``,
   ``labels`` and ``notes`` are generation 0's.
+* ``components``: per component of the run (backbone first, then in execution order) {role,
+  name, plugin, distribution, version}: the plugin that registered it; absent in records
+  written before it existed
 * ``counts``: images per set and images skipped as unreadable (with a few examples)
 * ``timings``: seconds per stage (load_backbone, encode (images), encode_text (the ID class
   prompts), labels, synthesize, finetune, prepare, score, total)

@@ -30,10 +30,11 @@ import torch
 
 from oodbench import metrics
 from oodbench.cache import ArtifactCache, ContentIndex, content_key
+from oodbench.contracts.data import FeatureSet, LabelBank, RunContext, SampleSet, TextHead
+from oodbench.contracts.env import MethodEnv
 from oodbench.data.sources import ImageList, refuse_shared_images, resolve_source
 from oodbench.data.suite import Suite, load_suite
-from oodbench.env import MethodEnv
-from oodbench.errors import OODBenchError, ParameterError
+from oodbench.errors import OODBenchError, ParameterError, PluginError
 from oodbench.features import FeatureStore, Progress
 from oodbench.method import MethodSpec, backbone_params, preprocessing_record, split_overrides
 from oodbench.plugins import Registry
@@ -45,7 +46,6 @@ from oodbench.results import (
     write_record,
 )
 from oodbench.standins import is_offline, substitutions, with_paper_settings
-from oodbench.types import FeatureSet, LabelBank, RunContext, TextHead
 
 
 @dataclass
@@ -149,8 +149,8 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
                             {name: (ood_images[name], fs) for name, fs in ood_feats.items()},
                             timer, log)
 
-    record = _record(request, ctx, spec, suite, backbone_name, backbone, components, id_feats,
-                     ood_feats, outcomes)
+    record = _record(request, ctx, registry, spec, suite, backbone_name, backbone, components,
+                     id_feats, ood_feats, outcomes)
     timer.seconds["total"] = round(time.perf_counter() - start, 4)
     record["timings"] = timer.seconds
     record["cache"] = {"images_encoded": store.stats.images_encoded,
@@ -180,10 +180,11 @@ class Generation:
 
 
 def generations_of(components: list[tuple[str, Any]]) -> int:
-    """N from the label generator's ``generations`` parameter (1 without one)."""
+    """N from the label generator's ``generations`` (:class:`~oodbench.contracts.LabelGenerator`
+    declares it: 1 unless the generator has it as a parameter)."""
     for role, component in components:
         if role == "label_generator":
-            value = getattr(component, "generations", 1)
+            value = component.generations
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise OODBenchError(f"{component.name}.generations must be an integer >= 1, "
                                     f"got {value!r}.")
@@ -245,7 +246,7 @@ def _labels(env: MethodEnv, components: list[tuple[str, Any]], timer: Timer
     for role, component in components:
         if role == "label_generator":
             with timer.stage("labels"):
-                labels = component.generate(env)
+                labels = _returned(component, "generate", component.generate(env), LabelBank)
                 head = head.replace(extra_features=env.label_features(labels),
                                     extra_labels=list(labels.labels))
             label_info = {"generator": labels.generator, "count": len(labels.labels),
@@ -263,11 +264,13 @@ def _prepare(env: MethodEnv, components: list[tuple[str, Any]], head: TextHead,
     for role, component in components:
         if role == "synthesizer":
             with timer.stage("synthesize"):
-                samples = component.synthesize(env, labels)
+                samples = _returned(component, "synthesize",
+                                    component.synthesize(env, labels), SampleSet)
         elif role == "finetuner":
             # "finetune" sums every fine-tuner; each is also timed alone (SynOOD's two stages)
             with timer.stage("finetune"), timer.stage(f"finetune:{component.name}"):
-                head = component.finetune(env, head, samples)
+                head = _returned(component, "finetune", component.finetune(env, head, samples),
+                                 TextHead)
         elif role == "scorer":
             if component.needs_extra_labels and head.extra_features is None:
                 raise OODBenchError(
@@ -275,8 +278,21 @@ def _prepare(env: MethodEnv, components: list[tuple[str, Any]], head: TextHead,
                     f"generator; add `label_generator:` to the method."
                 )
             with timer.stage("prepare"):
-                head = component.prepare(env, head)
+                head = _returned(component, "prepare", component.prepare(env, head), TextHead)
     return head
+
+
+def _returned(component: Any, method: str, value: Any, expected: type) -> Any:
+    """``value`` if it is an ``expected``; else one line naming the component (not a traceback
+    from deep inside the next stage)."""
+    if not isinstance(value, expected):
+        kind = {"finetuner": "Fine-tuner"}.get(component.kind,
+                                                component.kind.replace("_", " ").capitalize())
+        raise PluginError(
+            f"{kind} {component.name!r} returned "
+            f"{type(value).__name__} from {method}(), not a {expected.__name__}; its plugin must "
+            f"return an oodbench.{expected.__name__} (see oodbench.contracts).")
+    return value
 
 
 def _score(env: MethodEnv, scorer: Any, head: TextHead, images: ImageList,
@@ -295,8 +311,8 @@ def _score(env: MethodEnv, scorer: Any, head: TextHead, images: ImageList,
     return scores, predictions
 
 
-def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite,
-            backbone_name: str, backbone: Any, components: list[tuple[str, Any]],
+def _record(request: RunRequest, ctx: RunContext, registry: Registry, spec: MethodSpec,
+            suite: Suite, backbone_name: str, backbone: Any, components: list[tuple[str, Any]],
             id_feats: FeatureSet, ood_feats: dict[str, FeatureSet],
             outcomes: list[Generation]) -> dict[str, Any]:
     group_of = {s.name: s.group for s in suite.ood}
@@ -353,7 +369,23 @@ def _record(request: RunRequest, ctx: RunContext, spec: MethodSpec, suite: Suite
         record["overrides"] = dict(sorted(request.params.items()))
     if generations is not None:
         record["generations"] = generations
+    record["components"] = component_sources(registry, spec, backbone_name)
     return record
+
+
+def component_sources(registry: Registry, spec: MethodSpec,
+                      backbone_name: str) -> list[dict[str, str]]:
+    """Which plugin (distribution, version) registered each component of the run."""
+    versions = {(p.name, p.distribution): p.version for p in registry.plugins}
+    used = [("backbone", "backbone", backbone_name),
+            *((role, kind, ref.name) for role, kind, ref in spec.components())]
+    out = []
+    for role, kind, name in used:
+        entry = registry.get(kind, name)
+        out.append({"role": role, "name": name, "plugin": entry.plugin,
+                    "distribution": entry.distribution,
+                    "version": versions.get((entry.plugin, entry.distribution), "")})
+    return out
 
 
 def _weights(backbone: Any) -> dict[str, Any]:

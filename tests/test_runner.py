@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from oodbench.errors import MissingDataError
+from oodbench.errors import MissingDataError, OODBenchError
 from oodbench.results import validate_record
 from oodbench.runner import RunRequest, run
 from oodbench.types import RunContext
@@ -138,3 +138,86 @@ def test_text_head_to_moves_every_tensor_and_copies_the_adapter():
     assert adapter.weight.device.type == "cpu"  # the caller's head is untouched
     same = head.to("cpu")
     assert same.image_adapter is adapter and same.id_features is head.id_features
+
+
+def test_the_record_names_the_plugin_of_each_component(registry, colour_suite, tmp_path):
+    import oodbench
+
+    record = run(RunRequest("mcm", str(colour_suite)), _ctx(tmp_path), registry)
+    assert record["components"] == [
+        {"role": "backbone", "name": "toy-colour", "plugin": "tests", "distribution": "local",
+         "version": "0"},
+        {"role": "scorer", "name": "mcm", "plugin": "oodbench.baselines.plugin",
+         "distribution": "oodbench", "version": oodbench.__version__},
+    ]
+    validate_record(record, "the run")
+
+
+def _bad_plugin(returned: object) -> object:
+    """A plugin registering one label generator or fine-tuner that returns ``returned``."""
+    import dataclasses
+
+    import oodbench
+    from oodbench.contracts import FineTuner, LabelGenerator
+
+    @dataclasses.dataclass
+    class Lister(LabelGenerator):
+        name = "lister"
+
+        def generate(self, env):
+            return returned
+
+    @dataclasses.dataclass
+    class Forgetful(FineTuner):
+        name = "forgetful"
+
+        def finetune(self, env, head, samples):
+            return returned
+
+    class Plugin:
+        @oodbench.hookimpl
+        def register_label_generators(self, register):
+            register(Lister)
+
+        @oodbench.hookimpl
+        def register_finetuners(self, register):
+            register(Forgetful)
+
+    return Plugin()
+
+
+@pytest.mark.parametrize("method, returned, message", [
+    ("name: m\nlabel_generator: lister\nscorer: neglabel\n", ["a", "b"],
+     "Label generator 'lister' returned list from generate(), not a LabelBank"),
+    ("name: m\nfinetuners: forgetful\nscorer: mcm\n", None,
+     "Fine-tuner 'forgetful' returned NoneType from finetune(), not a TextHead"),
+])
+def test_a_component_returning_the_wrong_type_is_one_line(registry, colour_suite, tmp_path,
+                                                          method, returned, message):
+    from oodbench.errors import PluginError
+
+    registry.add_plugin(_bad_plugin(returned), "bad-returns")
+    path = tmp_path / "m.yaml"
+    path.write_text(method)
+    with pytest.raises(PluginError) as info:
+        run(RunRequest(str(path), str(colour_suite)), _ctx(tmp_path), registry)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert "oodbench.contracts" in str(info.value)  # where the contract is documented
+
+
+def test_label_generator_contract_declares_generations():
+    from oodbench.contracts import LabelGenerator
+    from oodbench.runner import generations_of
+
+    class Plain(LabelGenerator):
+        name = "plain"
+
+        def generate(self, env):
+            raise AssertionError
+
+    assert LabelGenerator.generations == 1 and "generations" not in Plain.param_fields()
+    assert generations_of([("label_generator", Plain()), ("scorer", object())]) == 1
+    plain = Plain()
+    plain.generations = 0
+    with pytest.raises(OODBenchError, match=r"plain\.generations must be an integer >= 1"):
+        generations_of([("label_generator", plain)])

@@ -58,10 +58,19 @@ class LabelGenerator(Component):
     """Produces extra class labels (outlier / negative) for the suite's ID classes."""
 
     kind: ClassVar[str] = "label_generator"
+    # Independent generations the runner makes: N > 1 repeats labels -> synthesize -> finetune
+    # -> score with seeds run-seed + 0..N-1 and records the means and standard deviations
+    # (oodbench.results). 1 here (a plain class attribute, not a parameter); a stochastic
+    # generator (an LLM, an MLLM, random pairings) declares it as a parameter, ``generations:
+    # int = 3``, so that ``-p generations=N`` sets it. The runner refuses a value below 1.
+    generations = 1
 
     @abstractmethod
     def generate(self, env: MethodEnv) -> LabelBank:
-        """Return a label bank; cache expensive work with ``env.cache`` keyed by all inputs."""
+        """Return a label bank; cache expensive work with ``env.cache`` keyed by all inputs.
+
+        Anything but a :class:`LabelBank` stops the run with one line naming the generator.
+        """
 
 
 @dataclasses.dataclass
@@ -83,5 +92,7 @@ class FineTuner(Component):
 
     @abstractmethod
     def finetune(self, env: MethodEnv, head: TextHead, samples: SampleSet | None) -> TextHead:
-        """Return a new head; cache trained weights keyed by everything that produced them."""
+        """Return a new head (``head.replace(...)``; the head itself if nothing changes); cache
+        trained weights keyed by everything that produced them. Anything but a
+        :class:`TextHead` stops the run with one line naming the fine-tuner."""
 
