@@ -35,7 +35,8 @@ from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.cache import ArtifactCache
 from oodbench.data.sources import ImageList, resolve_source
 from oodbench.decode import JpegBytesDataset, TensorDecoder, collate_raw
-from oodbench.features import FeatureStore, _collate, _ImageDataset
+from oodbench.encoding import ImageDataset, collate
+from oodbench.features import FeatureStore
 from oodbench.types import RunContext
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -99,8 +100,8 @@ def decode_only(backbone: OpenCLIPBackbone, images: ImageList, ctx: RunContext) 
         for raw in loader:
             decoder(raw)
     else:
-        loader = DataLoader(_ImageDataset(images, preprocess), batch_size=ctx.batch_size,
-                            num_workers=ctx.num_workers, collate_fn=_collate,
+        loader = DataLoader(ImageDataset(images, preprocess), batch_size=ctx.batch_size,
+                            num_workers=ctx.num_workers, collate_fn=collate,
                             pin_memory=ctx.device.type == "cuda", prefetch_factor=prefetch)
         for batch in loader:
             batch["pixels"].to(ctx.device, non_blocking=True)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oodbench import metrics
+from oodbench import metrics, shards
 from oodbench.cache import ArtifactCache, ContentIndex, content_key
 from oodbench.contracts.data import FeatureSet, LabelBank, RunContext, SampleSet, TextHead
 from oodbench.contracts.env import MethodEnv
@@ -117,6 +117,9 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     """Run one benchmark and return its result record (also written if ``output_dir``)."""
     timer = Timer()
     start = time.perf_counter()
+    # under accelerate launch / torchrun: each process on its own GPU; the main one writes
+    processes = shards.processes(ctx.device)
+    ctx = dataclasses.replace(ctx, device=processes.device(ctx.device))
     spec = resolve_method(registry, request.method)
     suite = resolve_suite(registry, request.suite)
     real = not is_offline(suite)
@@ -161,7 +164,7 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
                        "decoded_with_pil": store.stats.decoded_with_pil}
     if store.stats.notes:  # e.g. why --decode gpu fell back to the CPU path
         record["notes"] = {**(record.get("notes") or {}), "features": list(store.stats.notes)}
-    if request.output_dir is not None:
+    if request.output_dir is not None and processes.is_main:
         record["path"] = str(write_record(record, request.output_dir))
     return record
 

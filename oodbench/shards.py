@@ -1,127 +1,138 @@
-"""Deterministic shards of an image list for multi-process feature encoding.
+"""The processes of one launch (``accelerate launch`` / ``torchrun``) and how work splits across
+them, on Hugging Face accelerate.
 
-``torchrun`` / ``accelerate launch`` start WORLD_SIZE processes with RANK = 0..WORLD_SIZE-1.
-:meth:`oodbench.features.FeatureStore.images` then splits a list into WORLD_SIZE contiguous
-parts cut at multiples of the batch size, so every batch is one a single process would have
-encoded; part i is rank i's. A part is written atomically to the cache on its own, and whoever
-encodes a part holds its lock file (``<part>.lock``: rank, host and pid, touched after every
-batch), so the others can tell a part in progress from one nobody works on.
+A launcher starts WORLD_SIZE copies of one command. Long work (encoding an image list,
+synthesizing images) splits across them: :meth:`Processes.share` gives each process one
+contiguous part of a list, cut at multiples of a batch size (accelerate's
+``split_between_processes`` over the list's batches), so every batch is one a single process
+would have run and the results are byte-identical to a single process's. Each process writes
+its part as a content-keyed atomic artefact, then :meth:`Processes.gather` (accelerate's
+``gather_object``) hands every process every part: all of them continue with the full result,
+and only the main process (:attr:`Processes.is_main`) writes what the whole run produces (the
+joined feature entry, the result record). A restarted launch finds the parts already written
+and redoes only the missing ones.
 
-Every process needs every feature afterwards (it scores all sets), so a process that finished
-its own part waits for the others', and takes over any part nobody holds: one whose shard has
-not started yet, has already exited (SynOOD's early synthesis shards stop with exit status 0
-while the last one goes on alone, encoding the synthetic images), or died (same host: its pid
-is gone; another host: no heartbeat for ``stale_after`` seconds; a restarted rank reclaims its
-own earlier lock at once). Waiting therefore ends, and never on an error: the worst case is a
-part encoded twice, with the same result, written atomically.
+Collective steps (an image list's encoding, a synthesis) must be reached by every process in
+the same order: all processes run the same stages, and whether an image list is already cached
+is decided by all of them together (:meth:`Processes.agree`), so a process that finds an entry
+another one has just written does not go its own way.
+
+Without a launcher (WORLD_SIZE unset or 1) accelerate is not imported and nothing is split: the
+single-process path, with the same cache keys and bytes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import json
+import dataclasses
 import os
-import socket
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
-from oodbench.errors import OODBenchError
-from oodbench.types import FeatureSet
+from oodbench.errors import MissingDataError, OODBenchError
 
-STALE_AFTER_S = 600.0  # a holder on another host that is silent this long is taken to be dead
-POLL_S = 1.0
+T = TypeVar("T")
+# what torchrun / accelerate launch (and accelerate's MPI launch on CPUs) set in every process
+WORLD_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
-def world() -> tuple[int, int]:
-    """(rank, world size) from RANK / WORLD_SIZE as torchrun and accelerate set them; (0, 1)
-    when WORLD_SIZE is unset or 1 (RANK is then not read: the single-process path)."""
+def launched_size() -> int:
+    """How many processes a launcher started (1: no launcher, the single-process path)."""
+    for name in WORLD_VARS:
+        value = os.environ.get(name)
+        if not value:
+            continue
+        try:
+            size = int(value)
+        except ValueError:
+            raise OODBenchError(f"{name}={value!r} is not an integer; launch with torchrun or "
+                                f"accelerate launch, or unset it for one process.") from None
+        if size > 1:
+            return size
+    return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Processes:
+    """This process's place in the launch: ``index`` of ``count``; ``state`` is accelerate's
+    ``PartialState`` when ``count`` > 1 (None for a single process)."""
+
+    index: int = 0
+    count: int = 1
+    state: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+    def share(self, total: int, batch: int) -> range:
+        """This process's rows of a list of ``total`` items processed in batches of ``batch``:
+        a contiguous run of whole batches (empty when there are fewer batches than processes);
+        all of them for a single process."""
+        if self.count == 1:
+            return range(total)
+        batch = max(1, batch)
+        with self.state.split_between_processes(list(range(0, total, batch))) as starts:
+            mine = list(starts)
+        return range(mine[0], min(total, mine[-1] + batch)) if mine else range(0)
+
+    def gather(self, item: T) -> list[T]:
+        """Every process's ``item``, in process order, on every process."""
+        if self.count == 1:
+            return [item]
+        from accelerate.utils import gather_object
+
+        return list(gather_object([item]))
+
+    def agree(self, what: str, flag: bool) -> bool:
+        """Whether ``flag`` holds in every process. ``what`` names the step: processes that
+        reached different steps (a bug) stop with one line instead of pairing them up."""
+        answers = self.gather((what, bool(flag)))
+        steps = {step for step, _ in answers}
+        if len(steps) > 1:
+            raise OODBenchError(f"The processes of this launch reached different steps "
+                                f"({', '.join(sorted(steps))[:200]}); every process must run "
+                                f"the same stages. Rerun with one process to continue.")
+        return all(answer for _, answer in answers)
+
+    def wait(self) -> None:
+        """Return when every process has got here."""
+        if self.count > 1:
+            self.state.wait_for_everyone()
+
+    def device(self, run_device: torch.device) -> torch.device:
+        """The device this process computes on: accelerate's device for the process (its own
+        GPU, cuda:LOCAL_RANK) on a CUDA run without a device index; otherwise ``run_device``
+        (CPU runs stay on the CPU, an explicit ``--device cuda:i`` wins)."""
+        if self.count == 1 or run_device.type != "cuda" or run_device.index is not None:
+            return run_device
+        return torch.device(self.state.device)
+
+
+SINGLE = Processes()
+
+
+def processes(run_device: torch.device | str = "cpu") -> Processes:
+    """The processes of this launch; :data:`SINGLE` without a launcher. Under one, the first
+    call sets up accelerate's ``PartialState`` (gloo on the CPU, NCCL for a CUDA run)."""
+    size = launched_size()
+    if size == 1:
+        return SINGLE
     try:
-        size = int(os.environ.get("WORLD_SIZE") or 1)
-        rank = int(os.environ.get("RANK") or 0) if size > 1 else 0
-    except ValueError as error:
-        raise OODBenchError(f"RANK / WORLD_SIZE must be integers ({error}); unset them for a "
-                            f"single process.") from None
-    if size > 1 and not 0 <= rank < size:
-        raise OODBenchError(f"RANK={rank} is outside 0..{size - 1} (WORLD_SIZE={size}); launch "
-                            f"with torchrun or accelerate, or unset both for one process.")
-    return (rank, size) if size > 1 else (0, 1)
+        from accelerate import PartialState
+    except ImportError:
+        raise MissingDataError(f"This run was started by a launcher ({size} processes) but "
+                               f"accelerate is not installed: pip install accelerate (or "
+                               f"'oodbench[diffusion]'), or run one process.") from None
+    state = PartialState(cpu=torch.device(run_device).type != "cuda")
+    if state.num_processes != size:
+        raise OODBenchError(f"The launcher started {size} processes but accelerate sees "
+                            f"{state.num_processes} (distributed type "
+                            f"{state.distributed_type}); launch with torchrun or accelerate "
+                            f"launch --multi_gpu, or run one process.")
+    return Processes(state.process_index, state.num_processes, state)
 
 
-def part_rows(count: int, parts: int, batch: int) -> list[range]:
-    """``parts`` contiguous ranges covering 0..count, cut at multiples of ``batch`` (a part
-    may be empty when there are fewer batches than parts)."""
-    batches = -(-count // max(1, batch))
-    cuts = [min(count, batches * i // parts * batch) for i in range(parts + 1)]
-    return [range(a, b) for a, b in itertools.pairwise(cuts)]
-
-
-def join(parts: list[FeatureSet]) -> FeatureSet:
-    """The parts of one list, in order, as one set (rows, labels, paths and skips in order)."""
-    return FeatureSet(torch.cat([p.features for p in parts]),
-                      np.concatenate([p.labels for p in parts]).astype(np.int64),
-                      [path for p in parts for path in p.paths],
-                      [skip for p in parts for skip in p.skipped])
-
-
-class PartLock:
-    """The lock of one part: who encodes it. Created with O_EXCL, so one claim wins."""
-
-    def __init__(self, path: Path, rank: int, stale_after: float = STALE_AFTER_S) -> None:
-        self.path, self.rank, self.stale_after = Path(path), rank, stale_after
-        self.me = {"rank": rank, "host": socket.gethostname(), "pid": os.getpid()}
-
-    def holder(self) -> dict[str, Any] | None:
-        """The live holder's rank/host/pid, or None when nobody (alive) holds the part."""
-        try:
-            held = json.loads(self.path.read_text())
-            age = time.time() - self.path.stat().st_mtime
-        except (OSError, ValueError):
-            return None  # no lock, or one being written: the claim's O_EXCL decides
-        if held.get("rank") == self.rank and held.get("pid") != self.me["pid"]:
-            return None  # this rank's previous life: a restarted shard redoes its own part
-        if held.get("host") == self.me["host"] and not _alive(int(held.get("pid", -1))):
-            return None
-        return held if age < self.stale_after else None
-
-    def claim(self) -> bool:
-        if self.path.exists():
-            if self.holder() is not None:
-                return False
-            self.path.unlink(missing_ok=True)  # a dead holder's lock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return False  # another process claimed it just now
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.me, handle)
-        return True
-
-    def beat(self) -> None:
-        """Heartbeat: the holder is alive and working (called after every batch)."""
-        with contextlib.suppress(OSError):
-            os.utime(self.path)
-
-    def release(self) -> None:
-        try:
-            if json.loads(self.path.read_text()) == self.me:  # not a taker-over's lock
-                self.path.unlink()
-        except (OSError, ValueError):
-            pass
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+def process_device(run_device: torch.device) -> torch.device:
+    """The device this process of the launch computes on (see :meth:`Processes.device`)."""
+    return processes(run_device).device(run_device)

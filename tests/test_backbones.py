@@ -139,7 +139,7 @@ def test_openclip_text_encoding_uses_the_fallback(tiny_clip_config, monkeypatch)
 
 
 def test_image_out_of_memory_at_batch_one_is_one_line():
-    from oodbench.features import _encode_with_fallback
+    from oodbench.encoding import encode_with_fallback as _encode_with_fallback
     from oodbench.types import RunContext
     from tests.toy import ToyColourBackbone
 

@@ -5,7 +5,8 @@ import torch
 
 from oodbench.cache import ArtifactCache, atomic_write_text, content_key
 from oodbench.data.sources import resolve_source
-from oodbench.features import FeatureStore, _encode_with_fallback
+from oodbench.encoding import encode_with_fallback
+from oodbench.features import FeatureStore
 from oodbench.types import RunContext
 from tests import toy
 from tests.toy import ToyColourBackbone, write_colour_images
@@ -101,6 +102,6 @@ def test_out_of_memory_halves_the_batch(monkeypatch):
 
     backbone = Flaky()
     backbone.load(torch.device("cpu"))
-    out, chunk = _encode_with_fallback(backbone, torch.rand(7, 3, 8, 8), RunContext(), 8)
+    out, chunk = encode_with_fallback(backbone, torch.rand(7, 3, 8, 8), RunContext(), 8)
     assert out.shape == (7, 8) and chunk == 2
     assert calls[:3] == [7, 4, 2]

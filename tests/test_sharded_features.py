@@ -1,15 +1,14 @@
-"""Feature encoding sharded across processes (RANK / WORLD_SIZE), simulated in one process."""
+"""Feature encoding split across the processes of a launch (oodbench.shards), simulated in one
+process: accelerate's own ``split_between_processes`` on a stand-in state, threads for the
+processes. tests/test_accelerate.py launches real processes."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
+import dataclasses
 import sys
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,12 +19,70 @@ from oodbench import shards
 from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.cache import ArtifactCache, content_key
 from oodbench.data.sources import ImageList, resolve_source
-from oodbench.errors import OODBenchError
+from oodbench.errors import MissingDataError, OODBenchError
 from oodbench.features import FeatureStore
 from oodbench.types import FeatureSet, RunContext
 from tests.toy import ToyColourBackbone, write_colour_images
 
-BATCH = 3  # 11 images: batches 0-2 | 3-5 | 6-8 | 9-10; two parts: rows 0-5 and 6-10
+BATCH = 3  # 11 images: batches 0-2 | 3-5 | 6-8 | 9-10; two processes: rows 0-5 and 6-10
+
+
+class State:
+    """What a process of a launch knows (index, count, device), with accelerate's own
+    ``split_between_processes``."""
+
+    def __init__(self, index: int, count: int, device: str = "cpu") -> None:
+        self.process_index, self.num_processes, self.device = index, count, device
+
+    def split_between_processes(self, inputs: list[Any]) -> Any:
+        from accelerate import PartialState
+
+        return PartialState.split_between_processes(self, inputs)
+
+
+class World:
+    """The collective calls of ``count`` threads: each gather waits for all of them."""
+
+    def __init__(self, count: int) -> None:
+        self.barrier = threading.Barrier(count, timeout=30)
+        self.slots: list[Any] = [None] * count
+
+    def exchange(self, index: int, item: Any) -> list[Any]:
+        self.slots[index] = item
+        self.barrier.wait()
+        out = list(self.slots)
+        self.barrier.wait()
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadProcesses(shards.Processes):
+    world: Any = None
+
+    def gather(self, item: Any) -> list[Any]:
+        return self.world.exchange(self.index, item)
+
+    def wait(self) -> None:
+        self.world.barrier.wait()
+
+
+def launch(count: int, work: Any) -> list[Any]:
+    """``work(processes)`` in ``count`` threads, one per simulated process; their results."""
+    world = World(count)
+    out: list[Any] = [None] * count
+
+    def one(index: int) -> None:
+        try:
+            out[index] = work(ThreadProcesses(index, count, State(index, count), world))
+        except Exception as exc:  # handed to the test (a thread left behind times out)
+            out[index] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return out
 
 
 @pytest.fixture
@@ -45,134 +102,118 @@ def toy() -> ToyColourBackbone:
 
 
 def _same(a: FeatureSet, b: FeatureSet) -> None:
-    assert torch.allclose(a.features, b.features, atol=1e-6)
+    assert torch.equal(a.features, b.features)
     assert a.paths == b.paths and a.skipped == b.skipped and np.array_equal(a.labels, b.labels)
 
 
-def _part_file(cache: Path, key: str, rows: range, suffix: str) -> Path:
-    return ArtifactCache(cache).path("feature-parts", content_key(key, "rows", rows.start,
-                                                                  rows.stop), suffix)
+def _files(root: Path, kind: str) -> list[Path]:
+    return sorted((root / kind).rglob("*.json")) if (root / kind).exists() else []
 
 
-def test_part_rows_are_contiguous_disjoint_and_cut_at_batches():
-    assert shards.part_rows(11, 2, 3) == [range(0, 6), range(6, 11)]
-    assert shards.part_rows(11, 3, 3) == [range(0, 3), range(3, 6), range(6, 11)]
-    assert shards.part_rows(2, 3, 3) == [range(0, 0), range(0, 0), range(0, 2)]
-    for n, parts, batch in ((1000, 8, 256), (50_000, 7, 256), (5, 2, 1)):
-        rows = shards.part_rows(n, parts, batch)
-        assert [i for r in rows for i in r] == list(range(n))
-        assert all(r.start % batch == 0 for r in rows if r)
+def test_shares_are_contiguous_whole_batches_covering_the_list():
+    def shares(total: int, count: int, batch: int) -> list[range]:
+        return [shards.Processes(i, count, State(i, count)).share(total, batch)
+                for i in range(count)]
+
+    assert shares(11, 2, 3) == [range(0, 6), range(6, 11)]
+    assert shares(11, 3, 3) == [range(0, 6), range(6, 9), range(9, 11)]
+    assert shares(2, 3, 3) == [range(0, 2), range(0), range(0)]  # fewer batches than processes
+    for total, count, batch in ((1000, 8, 256), (50_000, 7, 256), (5, 2, 1)):
+        got = shares(total, count, batch)
+        assert [i for r in got for i in r] == list(range(total))
+        assert all(r.start % batch == 0 for r in got if r)
+    assert shards.SINGLE.share(7, 3) == range(7) and shards.SINGLE.gather("x") == ["x"]
 
 
 def test_single_process_keys_and_files_are_unchanged(tmp_path, images, toy, monkeypatch):
     """WORLD_SIZE unset or 1: the key existing caches were written under, the same two files,
-    no part files, the same bytes."""
+    no part files, the same bytes; accelerate is not imported."""
     ctx = RunContext(batch_size=BATCH)
     legacy = content_key("image-features/1", toy.fingerprint(), images.fingerprint)
     written = {}
+    monkeypatch.setitem(sys.modules, "accelerate", None)  # importing it would fail
     for name, size in (("unset", None), ("one", "1")):
         monkeypatch.delenv("WORLD_SIZE", raising=False)
         if size:
             monkeypatch.setenv("WORLD_SIZE", size)
-            monkeypatch.setenv("RANK", "0")
         store = FeatureStore(ArtifactCache(tmp_path / name))
         store.images(toy, images, ctx)
         assert store.image_key(toy, images) == legacy
         files = sorted(p.relative_to(tmp_path / name) for p in (tmp_path / name).rglob("*")
-                       if p.is_file())
+                       if p.is_file() and "content-index" not in p.parts)
         assert [str(f) for f in files] == [f"features/{legacy[:2]}/{legacy}.json",
                                            f"features/{legacy[:2]}/{legacy}.npy"]
         written[name] = [(tmp_path / name / f).read_bytes() for f in files]
     assert written["unset"] == written["one"]
 
 
-def test_two_ranks_concurrently_equal_one_process(tmp_path, images, toy):
-    """Rank 0 (a thread) encodes its part and waits while rank 1 holds part 1; rank 1 then
-    encodes only its part; both assemble the single-process features, in order."""
+def test_two_processes_equal_one_and_a_restart_redoes_only_missing_parts(tmp_path, images,
+                                                                         toy):
+    """Each process encodes its share and writes it as a part; after the gather both hold the
+    one-process features; only the main process writes the whole entry. Restarted with the
+    whole entry and one part gone, only that part is encoded again."""
     ctx = RunContext(batch_size=BATCH)
     single = FeatureStore(ArtifactCache(tmp_path / "single")).images(toy, images, ctx)
-    key = FeatureStore(ArtifactCache(tmp_path)).image_key(toy, images)
-    first, second = shards.part_rows(len(images), 2, BATCH)
-    # rank 1 has started on another host: its lock, with a fresh heartbeat
-    lock = _part_file(tmp_path / "c", key, second, ".lock")
-    lock.parent.mkdir(parents=True)
-    lock.write_text(json.dumps({"rank": 1, "host": "elsewhere", "pid": 1}))
-    stores = [FeatureStore(ArtifactCache(tmp_path / "c"), shard=(r, 2)) for r in (0, 1)]
-    lines: list[str] = []
-    stores[0].poll_s, stores[0].log = 0.02, lines.append
-    out: dict[int, FeatureSet] = {}
-    waiter = threading.Thread(target=lambda: out.update({0: stores[0].images(toy, images,
-                                                                                ctx)}))
-    waiter.start()
-    deadline = time.monotonic() + 30
-    while not _part_file(tmp_path / "c", key, first, ".json").exists():
-        assert time.monotonic() < deadline and waiter.is_alive()
-        time.sleep(0.02)
-    time.sleep(0.1)
-    assert waiter.is_alive() and stores[0].stats.images_encoded == 6  # its part only: waits
-    # rank 1 restarts here: its own earlier lock does not stop it
-    out[1] = stores[1].images(toy, images, ctx)
-    waiter.join(30)
-    assert not waiter.is_alive()
-    assert stores[1].stats.images_encoded == 4 and stores[0].stats.images_encoded == 6
-    for rank in (0, 1):
-        _same(out[rank], single)
-    assert len(lines) == 1 and "shard 0 of 2 waits for rows 6-11" in lines[0]
-    assert not lock.exists()
+    cache = tmp_path / "c"
+
+    def encode(procs: shards.Processes) -> tuple[FeatureSet, int]:
+        store = FeatureStore(ArtifactCache(cache), log=lambda _: None, processes=procs)
+        return store.images(toy, images, ctx), store.stats.images_encoded
+
+    results = launch(2, encode)
+    for got, _ in results:
+        _same(got, single)
+    assert [n for _, n in results] == [6, 4]  # rows 0-5 | rows 6-10, one unreadable
+    (whole,) = _files(cache, "features")
+    parts = _files(cache, "feature-parts")
+    assert len(parts) == 2 and whole.read_bytes() == _files(tmp_path / "single", "features")[0] \
+        .read_bytes()
+    whole.unlink()
+    last = max(parts, key=lambda p: p.read_text().count("grey"))  # rows 6-10: the greys
+    last.unlink()
+    again = launch(2, encode)
+    assert [n for _, n in again] == [0, 4]
+    for got, _ in again:
+        _same(got, single)
     # the whole set sits under the single-process key: a later one-process run reuses it
-    again = FeatureStore(ArtifactCache(tmp_path / "c"))
-    _same(again.images(toy, images, ctx), single)
-    assert again.stats.images_encoded == 0 and again.stats.cache_hits == 1
+    later = FeatureStore(ArtifactCache(cache))
+    _same(later.images(toy, images, ctx), single)
+    assert later.stats.images_encoded == 0 and later.stats.cache_hits == 1
 
 
-def test_ranks_in_turn_and_a_restarted_shard_redoes_only_its_part(tmp_path, images, toy,
-                                                                   monkeypatch):
-    """As the launcher's env sets them, one rank after the other (as SynOOD's last synthesis
-    shard, alone after the others exited): nobody holds part 1, so rank 0 encodes it too."""
-    ctx = RunContext(batch_size=BATCH)
-    single = FeatureStore(ArtifactCache(tmp_path / "single")).images(toy, images, ctx)
+def test_processes_at_different_steps_stop_on_one_line():
+    def step(procs: shards.Processes) -> bool:
+        return procs.agree(f"encode set-{procs.index}", True)
+
+    results = launch(2, step)
+    assert all(isinstance(r, OODBenchError) and "reached different steps" in str(r)
+               for r in results)
+
+
+def test_launch_without_accelerate_or_with_a_bad_size_is_one_line(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
-    store = FeatureStore(ArtifactCache(tmp_path / "c"))
-    _same(store.images(toy, images, ctx), single)
-    assert store.stats.images_encoded == 10
-    # rank 1 died before the whole set was written, its part lost: only its part is redone
-    key = store.image_key(toy, images)
-    second = shards.part_rows(len(images), 2, BATCH)[1]
-    store.cache.path("features", key, ".json").unlink()
-    _part_file(tmp_path / "c", key, second, ".json").unlink()
-    monkeypatch.setenv("RANK", "1")
-    restarted = FeatureStore(ArtifactCache(tmp_path / "c"))
-    _same(restarted.images(toy, images, ctx), single)
-    assert restarted.stats.images_encoded == 4
+    monkeypatch.setitem(sys.modules, "accelerate", None)
+    with pytest.raises(MissingDataError, match="pip install accelerate"):
+        shards.processes("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(OODBenchError, match="WORLD_SIZE='two' is not an integer"):
+        shards.processes("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert shards.processes("cuda") is shards.SINGLE
 
 
-def test_dead_or_silent_holders_are_taken_over(tmp_path):
-    path = tmp_path / "part.lock"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    host = socket.gethostname()
-    path.write_text(json.dumps({"rank": 1, "host": host, "pid": int(dead.stdout)}))
-    assert shards.PartLock(path, 0).holder() is None and shards.PartLock(path, 0).claim()
-    path.write_text(json.dumps({"rank": 1, "host": "elsewhere", "pid": 1}))
-    assert shards.PartLock(path, 0).holder() is not None  # another host, heartbeat fresh
-    old = time.time() - 2 * shards.STALE_AFTER_S
-    os.utime(path, (old, old))
-    assert shards.PartLock(path, 0).holder() is None and shards.PartLock(path, 0).claim()
-
-
-def test_bad_rank_fails_on_one_line(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "2")
-    with pytest.raises(OODBenchError, match=r"RANK=2 is outside 0\.\.1"):
-        shards.world()
-    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: RANK is not read
-    assert shards.world() == (0, 1)
+def test_each_process_computes_on_its_own_gpu():
+    second = shards.Processes(1, 2, State(1, 2, device="cuda:1"))
+    assert second.device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert second.device(torch.device("cuda", 0)) == torch.device("cuda", 0)  # explicit wins
+    assert second.device(torch.device("cpu")) == torch.device("cpu")
+    assert shards.SINGLE.device(torch.device("cuda")) == torch.device("cuda")
 
 
 @pytest.mark.parametrize("decode", ["cpu", "gpu"])
 def test_open_clip_both_decode_paths(tmp_path, tiny_clip_config, decode):
-    """A real (tiny) CLIP on JPEGs, both decode paths: same batches, so the same features."""
+    """A real (tiny) CLIP on JPEGs, both decode paths, split across three processes: the same
+    batches, so the same features as one process, bit for bit."""
     backbone = OpenCLIPBackbone(model=tiny_clip_config, pretrained="")
     backbone.load(torch.device("cpu"))
     root = tmp_path / "jpegs"
@@ -186,9 +227,7 @@ def test_open_clip_both_decode_paths(tmp_path, tiny_clip_config, decode):
     quiet = dict(log=lambda _: None)
     single = FeatureStore(ArtifactCache(tmp_path / "single"), **quiet).images(backbone, images,
                                                                               ctx)
-    parts = [FeatureStore(ArtifactCache(tmp_path / "c"), shard=(r, 3), **quiet)
-             for r in (2, 0, 1)]  # each finds nobody on the others' parts: takes them over
-    results = [store.images(backbone, images, ctx) for store in parts]
-    assert parts[0].stats.images_encoded == 7 and parts[1].stats.cache_hits == 1
-    _same(results[0], single)
-    assert torch.equal(results[0].features, single.features)  # the very same batches
+    results = launch(3, lambda procs: FeatureStore(
+        ArtifactCache(tmp_path / "c"), processes=procs, **quiet).images(backbone, images, ctx))
+    for got in results:
+        _same(got, single)

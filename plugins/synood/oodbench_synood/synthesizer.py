@@ -4,11 +4,11 @@ Per selected ID image: the describer lists what the image shows besides its clas
 "A photo only remain {answer[:73]}." (the paper's template, kept verbatim as the default) drives
 a whole-image in-painting at strength 0.6 whose start noise is refined K times by the gradient
 of the guidance loss. Each image is written with a manifest entry, atomically, as soon as it
-is made: an interrupted run resumes where it stopped. ``shard_index``/``shard_count`` (default:
-the RANK / WORLD_SIZE that ``accelerate launch`` or torchrun set) give each process a disjoint,
-deterministic slice; with ``LOCAL_RANK`` set (one process per GPU) a CUDA run's shard
-synthesizes on ``cuda:LOCAL_RANK``. A shard that finishes while others still run stops with exit
-status 0 (``ShardFinished``); the shard that finds every image made continues to fine-tuning.
+is made: an interrupted run resumes where it stopped. Under ``accelerate launch`` / torchrun
+each process makes its share of whole batches (:meth:`oodbench.shards.Processes.share`), on its
+own device, and the manifests are gathered, so every process continues with every image.
+``shard_index``/``shard_count`` split the images by hand across separate runs without a
+launcher (a strided slice each); such a run stops with an error while other slices are missing.
 
 ``per_class`` and ``step`` default to "auto": the paper's N = 50 and r = 10 (SD-2-inpainting +
 ResNet-50), or the offline settings below when the in-painter is the CPU ``mini-diffusion``.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from oodbench import shards
 from oodbench.cache import atomic_write, atomic_write_text, content_key
 from oodbench.env import MethodEnv
-from oodbench.errors import OODBenchError
+from oodbench.errors import OODBenchError, ParameterError
 from oodbench.interfaces import Synthesizer
 from oodbench.standins import check_backend
 from oodbench.types import LabelBank, SampleSet
@@ -49,35 +49,6 @@ PAPER = {"per_class": 50, "step": 10.0}
 # table is in plugins/synood/README.md). No evaluation image was used to choose either value.
 OFFLINE = {"per_class": 4, "step": 0.1}
 OFFLINE_INPAINTERS = ("mini-diffusion",)
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-class ShardFinished(OODBenchError):
-    """A shard made its images while other shards' images are still missing: not a failure.
-    Exit status 0, so that ``accelerate launch``/torchrun do not stop the other shards."""
-
-    exit_code = 0
-
-
-def shard_device(run_device: torch.device) -> torch.device:
-    """cuda:$LOCAL_RANK for a launcher's process (accelerate, torchrun) on a CUDA run without
-    a device index, so each process of a machine synthesizes on its own GPU; otherwise the run's
-    device (CPU runs stay on the CPU; an explicit ``--device cuda:i`` wins)."""
-    local = _env_int("LOCAL_RANK", -1)
-    if local < 0 or run_device.type != "cuda" or run_device.index is not None:
-        return run_device
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    if local >= torch.cuda.device_count():
-        raise OODBenchError(f"LOCAL_RANK={local} but {torch.cuda.device_count()} GPUs are "
-                            f"visible; launch at most that many processes per machine.")
-    return torch.device("cuda", local)
 
 
 @dataclasses.dataclass
@@ -104,8 +75,10 @@ class SynOODSynthesizer(Synthesizer):
     # small to gain from intra-op threads, and on a shared CPU a second thread spins: one
     # 20-step denoise took 24 s of CPU with 2 threads, 2.1 s with 1 (2 cores, load 5-8)
     threads: int = 1
-    shard_index: int = -1  # -1 = $RANK (0 without it)
-    shard_count: int = 0  # 0 = $WORLD_SIZE (1 without it)
+    # split by hand across separate runs (no launcher): slice shard_index::shard_count; the
+    # defaults (-1, 0) leave the split to the launch (accelerate launch / torchrun), if any
+    shard_index: int = -1
+    shard_count: int = 0
 
     # on real data: the paper's models and N, r (the vocabulary describer, mini-diffusion and
     # the zero-shot head are offline stand-ins; MLLM: the paper names none, LLaVA-1.5 here)
@@ -120,6 +93,7 @@ class SynOODSynthesizer(Synthesizer):
                       "-p synthesizer.inpainter=mini-diffusion")
         check_backend(env, "image_classifier", self.classifier, {},
                       "-p synthesizer.classifier=zero-shot")
+        self._split_by_hand(shards.processes(env.device))
 
     def resolved(self) -> dict[str, float]:
         """The N and r that run: the given ones, or the preset for the in-painter."""
@@ -149,12 +123,55 @@ class SynOODSynthesizer(Synthesizer):
                       describer.identity(), classifier_identity(self.classifier, env),
                       [train.keys[i] for i in chosen])
         folder = env.cache.root / "images" / "synood" / key[:24]
-        count = self.shard_count or _env_int("WORLD_SIZE", 1)
-        index = self.shard_index if self.shard_index >= 0 else _env_int("RANK", 0)
-        mine = chosen[index::count] if count > 1 else chosen
+        procs = shards.processes(env.device)
+        mine = self._share(chosen, procs)
+        todo = self._todo(env, folder, mine)
+        if todo:
+            with torch_threads(self.threads if env.device.type == "cpu" else 0):
+                self._make(env, train, todo, folder, inpainter, describer, run["step"])
+        made: dict[int, dict[str, Any]] = {}
+        for part in procs.gather(self._manifest(folder, mine)):  # every process's images
+            made.update(part)
+        made.update(self._manifest(folder, [i for i in chosen if i not in made]))
+        missing = [i for i in chosen if i not in made]
+        if missing:
+            raise OODBenchError(
+                f"synood-inpaint: made {len(mine)} images (shard {self.shard_index} of "
+                f"{self.shard_count}); {len(missing)} of the {len(chosen)} images are not made "
+                f"yet in {folder}. Run the other shards, then this command again to score; or "
+                f"split one launch instead: accelerate launch -m oodbench run ...")
+        env.notes["synood_images"] = {"count": len(chosen), "folder": str(folder), **run}
+        return SampleSet(paths=[self._out(folder, i) for i in chosen],
+                         manifest=[made[i] for i in chosen],
+                         meta={"folder": str(folder), "key": key})
+
+    def _share(self, chosen: list[int], procs: shards.Processes) -> list[int]:
+        """The chosen images this process makes: its share of whole batches under a launcher,
+        the ``shard_index::shard_count`` slice when split by hand, else all of them."""
+        if not self._split_by_hand(procs):
+            rows = procs.share(len(chosen), self.batch_size)
+            return chosen[rows.start : rows.stop]
+        return chosen[self.shard_index :: self.shard_count]
+
+    def _split_by_hand(self, procs: shards.Processes) -> bool:
+        """Whether shard_index/shard_count are given (checked: both, and without a launch)."""
+        if self.shard_count <= 0 and self.shard_index < 0:
+            return False
+        if procs.count > 1:
+            raise ParameterError("synood-inpaint.shard_index/shard_count split separate runs "
+                                 "by hand; under accelerate launch / torchrun the launch splits "
+                                 "the images: drop both parameters.")
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ParameterError(f"synood-inpaint.shard_index must be in 0..shard_count-1 and "
+                                 f"both be given, got shard_index={self.shard_index}, "
+                                 f"shard_count={self.shard_count}.")
+        return True
+
+    def _todo(self, env: MethodEnv, folder: Path, mine: list[int]) -> list[int]:
+        """The images of ``mine`` to make: not made yet (all of them when the run recomputes
+        synthesis), and cached ones that do not open (truncated, emptied), made again."""
         todo = [i for i in mine if not env.reuse("synthesize")
                 or not self._out(folder, i).with_suffix(".json").exists()]
-        # a cached image that does not open (truncated, emptied) is made again, alone
         making = set(todo)
         broken = [i for i in mine if i not in making and not image_opens(self._out(folder, i))]
         if broken:
@@ -162,27 +179,17 @@ class SynOODSynthesizer(Synthesizer):
                     f"(first: {self._out(folder, broken[0]).name}); making them again")
             making.update(broken)
             todo = [i for i in mine if i in making]
-        if todo:
-            device = shard_device(env.device)
-            shard_env = env if device == env.device else dataclasses.replace(
-                env, ctx=dataclasses.replace(env.ctx, device=device))
-            with torch_threads(self.threads if device.type == "cpu" else 0):
-                self._make(shard_env, train, todo, folder, inpainter, describer, run["step"])
-        missing = [i for i in chosen if not self._out(folder, i).with_suffix(".json").exists()]
-        if missing:
-            # each shard checks after writing its own images, so the last to finish sees them
-            # all and carries on; the others stop here with exit status 0
-            raise ShardFinished(
-                f"synood-inpaint: shard {index} of {count} finished its {len(mine)} images "
-                f"(exit status 0); other shards have not made {len(missing)} of the "
-                f"{len(chosen)} images yet. The shard that finishes last continues to "
-                f"fine-tuning and scoring; if a shard was stopped, rerun the same command (or "
-                f"one process) to make the missing images and continue.")
-        manifest = [json.loads(self._out(folder, i).with_suffix(".json").read_text())
-                    for i in chosen]
-        env.notes["synood_images"] = {"count": len(chosen), "folder": str(folder), **run}
-        return SampleSet(paths=[self._out(folder, i) for i in chosen], manifest=manifest,
-                         meta={"folder": str(folder), "key": key})
+        return todo
+
+    @classmethod
+    def _manifest(cls, folder: Path, indices: list[int]) -> dict[int, dict[str, Any]]:
+        """The manifest entries of those of ``indices`` whose image has been made."""
+        entries = {}
+        for i in indices:
+            sidecar = cls._out(folder, i).with_suffix(".json")
+            if sidecar.exists():
+                entries[i] = json.loads(sidecar.read_text())
+        return entries
 
     @staticmethod
     def _out(folder: Path, index: int) -> Path:

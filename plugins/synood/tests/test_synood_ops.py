@@ -1,5 +1,5 @@
-"""SynOOD's operational parts: progress bars, the classifier registry, shard devices and
-shards that finish early."""
+"""SynOOD's operational parts: progress bars, the classifier registry and synthesis split by
+hand across separate runs."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from oodbench_synood.classifiers import (
     make_classifier,
 )
 from oodbench_synood.mining import mine_labels
-from oodbench_synood.synthesizer import ShardFinished, shard_device
 
 
 class Bars:
@@ -137,32 +136,7 @@ def test_registering_a_non_classifier_is_refused(registry):
     assert "ImageClassifier" in failure.error and "image_classifier" in registry.entries
 
 
-# -- shards ---------------------------------------------------------------------------------------
-@pytest.fixture
-def gpus(monkeypatch):
-    """Pretend to have 2 CUDA devices."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-
-
-def test_launcher_process_synthesizes_on_its_local_gpu(gpus, monkeypatch):
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    assert shard_device(torch.device("cuda")) == torch.device("cuda", 1)
-    assert shard_device(torch.device("cuda", 0)) == torch.device("cuda", 0)  # explicit wins
-    assert shard_device(torch.device("cpu")) == torch.device("cpu")  # accelerate --cpu
-    monkeypatch.setenv("LOCAL_RANK", "2")
-    with pytest.raises(oodbench.errors.OODBenchError, match="LOCAL_RANK=2"):
-        shard_device(torch.device("cuda"))
-    monkeypatch.delenv("LOCAL_RANK")
-    assert shard_device(torch.device("cuda")) == torch.device("cuda")  # one process: unchanged
-
-
-def test_local_rank_without_cuda_stays_on_the_cpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    assert shard_device(torch.device("cuda")) == torch.device("cpu")
-
-
+# -- shards split by hand -----------------------------------------------------------------------
 @pytest.fixture
 def shard_registry(registry):
     from oodbench_synood import plugin
@@ -173,30 +147,29 @@ def shard_registry(registry):
     return registry
 
 
-def test_shard_that_finishes_first_exits_cleanly_and_the_last_one_scores(
-        shard_registry, colour_suite, tmp_path, monkeypatch):
-    """Two shards in turn (RANK / WORLD_SIZE as a launcher sets them): the first stops with
-    exit status 0 and says how to continue; the second finds every image and scores."""
-    import typer
-
-    from oodbench.cli import user_errors
-
+def test_runs_split_by_hand_stop_until_every_slice_is_made(shard_registry, colour_suite,
+                                                           tmp_path):
+    """Two separate runs with shard_index/shard_count, in turn: the first makes its slice and
+    stops with one line (no record) naming what is missing; the second finds every image and
+    scores. A bad split is a usage error."""
     words = tmp_path / "neg.txt"
     words.write_text("yellow\nmagenta\ncyan\ngrey\n")
-    request = RunRequest(str(_method(tmp_path, words)), str(colour_suite))
+    method = str(_method(tmp_path, words))
     ctx = RunContext(cache_dir=tmp_path / "c")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
+
+    def request(index: int, count: int = 2) -> RunRequest:
+        return RunRequest(method, str(colour_suite), output_dir=tmp_path / "out",
+                          params={"synood-inpaint.shard_index": str(index),
+                                  "synood-inpaint.shard_count": str(count)})
+
+    with pytest.raises(oodbench.errors.ParameterError, match="shard_index must be in"):
+        run(request(2), ctx, shard_registry)
     FakeInpaintGenerator.calls = 0
-    with pytest.raises(ShardFinished) as caught:
-        run(request, ctx, shard_registry)
-    assert "shard 0 of 2 finished its 6 images" in str(caught.value)
-    assert "not made 6 of the 12 images" in str(caught.value) and "\n" not in str(caught.value)
-    with pytest.raises(typer.Exit) as status, user_errors():  # what the CLI does with it
-        raise caught.value
-    assert status.value.exit_code == 0
-    monkeypatch.setenv("RANK", "1")
-    record = run(request, ctx, shard_registry)
+    with pytest.raises(oodbench.errors.OODBenchError) as caught:
+        run(request(0), ctx, shard_registry)
+    assert "made 6 images (shard 0 of 2); 6 of the 12 images are not made" in str(caught.value)
+    assert "\n" not in str(caught.value) and not (tmp_path / "out").exists()
+    record = run(request(1), ctx, shard_registry)
     assert FakeInpaintGenerator.calls == 2 * 2 * 3  # 6 images per shard, batches of 3, K = 3
     assert record["notes"]["synood_images"]["count"] == 12 and record["metrics"]
 
