@@ -48,6 +48,7 @@ class Outcome:
     detail: str = ""
     record: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+    path: Path | None = None  # where the fresh record was written (its scores sidecar beside it)
 
 
 def plan(registry: Any, methods: set[str] | None, suites: set[str] | None,
@@ -95,9 +96,9 @@ def run_all(pairs: list[tuple[str, str, str]], registry: Any, out: Path) -> list
                                                                    f"{exc}"))
             print(f"  error: {type(exc).__name__}: {exc}", flush=True)
             continue
-        record.pop("path", None)
+        path = record.pop("path", None)
         outcomes.append(Outcome(method, suite, "ok", time.perf_counter() - start,
-                                record=record))
+                                record=record, path=Path(path) if path else None))
     return outcomes
 
 
@@ -205,8 +206,12 @@ def dirty_records(results: Path) -> list[str]:
 
 def update(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str], str],
            methods: set[str] | None = None) -> None:
-    """Replace the committed records in scope with the fresh ones; remove stale ones."""
+    """Replace the committed records in scope with the fresh ones (with their per-image scores
+    sidecars, where the run wrote one); remove stale ones."""
+    import shutil
+
     from oodbench.results import write_record
+    from oodbench.significance import scores_path
 
     committed, _ = committed_in_scope(results, scope)
     ran = {(o.method, o.suite) for o in outcomes}
@@ -214,14 +219,21 @@ def update(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str], 
         if outcome.record is None:
             continue
         target = write_record(outcome.record, results)
+        fresh = scores_path(outcome.path) if outcome.path else None
+        if fresh is not None and fresh.exists():
+            shutil.copyfile(fresh, scores_path(target))
+        else:
+            scores_path(target).unlink(missing_ok=True)
         for path in committed.get((outcome.method, outcome.suite), []):
             if path != target:
                 path.unlink()
+                scores_path(path).unlink(missing_ok=True)
     for key, paths in sorted(committed.items()):
         if key not in ran and (methods is None or key[0] in methods):
             for path in paths:
                 print(f"remove stale record {path.name}")
                 path.unlink()
+                scores_path(path).unlink(missing_ok=True)
 
 
 def summary(outcomes: list[Outcome]) -> str:
@@ -277,16 +289,17 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
     for o in outcomes:
         print(f"skip {o.method} on {o.suite}: {o.detail}")
     scope = {(m, s): b for m, s, b in pairs}
+    reported = leaderboard.default_reported(args.results)
     with tempfile.TemporaryDirectory(prefix="oodbench-leaderboard-") as tmp:
         outcomes += run_all(pairs, registry, Path(tmp))
-    problems = [f"{o.method} on {o.suite}: {o.detail}" for o in outcomes if o.status == "error"]
-    if not any(o.record for o in outcomes):
-        problems.append("no method ran: fetch the offline data (`oodbench data fetch-offline`) "
-                        "and the mini backbone weights")
-    reported = leaderboard.default_reported(args.results)
-    if args.update and not problems:
-        update(outcomes, args.results, scope, subset["methods"])
-        leaderboard.build(args.results, args.out, reported)
+        problems = [f"{o.method} on {o.suite}: {o.detail}" for o in outcomes
+                    if o.status == "error"]
+        if not any(o.record for o in outcomes):
+            problems.append("no method ran: fetch the offline data (`oodbench data "
+                            "fetch-offline`) and the mini backbone weights")
+        if args.update and not problems:  # while the fresh scores sidecars still exist
+            update(outcomes, args.results, scope, subset["methods"])
+            leaderboard.build(args.results, args.out, reported)
     problems += compare(outcomes, args.results, scope, args.tolerance, subset["methods"],
                         args.fpr95_images)
     if not args.allow_dirty:

@@ -8,13 +8,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
 
 import oodbench
-from oodbench import leaderboard
-from oodbench.leaderboard import plots
+from oodbench import leaderboard, significance
+from oodbench.leaderboard import compare, plots
 from oodbench.leaderboard_cli import leaderboard_app
 from oodbench.runner import RunRequest, run
 from oodbench.types import RunContext
@@ -340,3 +341,99 @@ def test_paths_use_whole_pixels_and_the_shortest_commands():
 
 def test_committed_page_stays_under_200_kb():
     assert (REPO / "leaderboard" / "index.html").stat().st_size < 200_000
+
+
+# -- significance and intervals --------------------------------------------------------------
+def scored(folder: Path, method: str, id_scores: Any, ood: dict[str, Any]) -> dict[str, Any]:
+    """A record whose metrics come from the given scores, with its scores sidecar."""
+    record = fake_record(method)
+    for name, values in ood.items():
+        record["metrics"][name].update(auroc=significance.auroc(id_scores, values),
+                                       n_id=len(id_scores), n_ood=len(values))
+    write(folder, f"{method}.json", record)
+    significance.write_scores(folder / f"{method}.json", id_scores, ood)
+    return record
+
+
+@pytest.fixture
+def scored_board(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    results = tmp_path / "results"
+    id_s = rng.normal(0, 1, 120)
+    ood = {"birds": rng.normal(0, 1, 80), "flags": rng.normal(0, 1, 60)}
+    scored(results, "mcm", id_s + 1.0, ood)  # the baseline
+    scored(results, "energy", id_s + 1.0, ood)  # the same scores: not significant
+    scored(results, "ole", id_s + 6.0, ood)  # far apart: significantly better
+    scored(results, "msp", id_s + 0.2, ood)  # worse than mcm
+    write(results, "plain.json", fake_record("plain"))  # no scores: no mark
+    return results
+
+
+def test_rows_are_marked_against_the_best_baseline_only_when_significant(scored_board):
+    board = leaderboard.collect(scored_board)
+    readme = leaderboard.render_markdown(board)
+    rows = {line.split(" | ")[1]: line for line in readme.splitlines()
+            if re.match(r"\| \d \|", line)}
+    assert "| vs baseline |" in readme and compare.BASELINES[:4] == ("msp", "maxlogit",
+                                                                     "energy", "mcm")
+    # energy and mcm hold the same scores and tie in rank; energy ranks first by name
+    assert " | baseline | " in rows["energy"]
+    assert " | ≈ n.s. +0.00 [+0.00, +0.00], p 1.000 | " in rows["mcm"]
+    assert re.search(r" \| ▲ better \+\d+\.\d\d \[\+\d", rows["ole"])
+    assert re.search(r" \| ▼ worse -\d+\.\d\d \[-\d+\.\d\d, -\d", rows["msp"])
+    assert " | – | " in rows["plain"]
+    assert "a higher rank alone does not make a row better" in readme
+    html = leaderboard.render_html(board)
+    assert '<td class="up">▲ better' in html and '<td class="down">▼ worse' in html
+    assert "<th>vs baseline</th>" in html
+
+
+def test_no_scores_no_significance_column(board):
+    built = leaderboard.collect(board / "results")
+    assert not built.tables[0].marks
+    readme = leaderboard.render_markdown(built)
+    assert "| vs baseline |" not in readme and "paired bootstrap" not in readme
+
+
+def test_scores_that_do_not_give_the_record_are_refused(scored_board, tmp_path):
+    record = json.loads((scored_board / "ole.json").read_text())
+    record["metrics"]["birds"]["auroc"] = 0.5
+    write(scored_board, "ole.json", record)
+    board = leaderboard.collect(scored_board)
+    assert [name for name, _ in board.skipped] == ["ole.scores.npz"]
+    assert "give AUROC 1.000000 on birds, the record 0.500000" in board.skipped[0][1]
+    ole_row = next(line for line in leaderboard.render_markdown(board).splitlines()
+                   if "| ole |" in line)
+    assert " | – | " in ole_row
+    leaderboard.build(scored_board, tmp_path / "out")
+    result = cli("check", "--results", str(scored_board), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1 and "ole.scores.npz is not a valid result record" in \
+        result.output
+
+
+def test_bootstrap_intervals_are_shown_where_records_hold_them(tmp_path):
+    results = tmp_path / "results"
+    record = fake_record("mcm")
+    record["metrics"]["birds"]["ci"] = {"auroc": [0.8812, 0.9133], "fpr95": [0.35, 0.45]}
+    write(results, "mcm.json", record)
+    board = leaderboard.collect(results)
+    readme = leaderboard.render_markdown(board)
+    assert "| 40.00 [35.00, 45.00] / 90.00 [88.12, 91.33] | 10.00 / 97.00 |" in readme
+    assert "bootstrap 95 % interval" in readme
+    assert "90.00 [88.12, 91.33]</td>" in leaderboard.render_html(board)
+
+
+def test_ci_update_carries_and_removes_scores_sidecars(tmp_path):
+    ci = _ci_module()
+    results = tmp_path / "results"
+    record = fake_record("mcm", suite="offline-toy")
+    fresh = write(tmp_path / "fresh", "mcm--offline-toy--mini.json", record)
+    significance.write_scores(fresh, [0.9, 0.8], {"birds": [0.1], "flags": [0.95]})
+    stale = write(results, "energy--offline-toy--mini.json", fake_record("energy"))
+    significance.write_scores(stale, [0.9], {"birds": [0.1], "flags": [0.2]})
+    outcome = ci.Outcome("mcm", "offline-toy", "ok", record=record, path=fresh)
+    ci.update([outcome], results, {("mcm", "offline-toy"): "mini"})
+    assert sorted(p.name for p in results.iterdir()) == [
+        "mcm--offline-toy--mini.json", "mcm--offline-toy--mini.scores.npz"]
+    assert significance.read_scores(results / "mcm--offline-toy--mini.scores.npz").ood[
+        "flags"].tolist() == [[0.95]]

@@ -7,9 +7,11 @@ from typing import Any
 from oodbench.leaderboard.records import Entry
 from oodbench.leaderboard.tables import SOURCES, Leaderboard, Table, best_cells, columns
 from oodbench.leaderboard.text import (
-    GENERATIONS_NOTE,
     REPORTED_NOTE,
+    ci_text,
     generations_text,
+    mark_text,
+    notes,
     params_text,
     pct,
     pm,
@@ -24,7 +26,9 @@ INTRO = """\
 Measured results of the records in [`results/`](results/), one JSON file per method x suite x
 backbone run. Cells are **FPR95 ↓ / AUROC ↑** in %, per OOD set and averaged (unweighted) over
 the near / far sets; **bold** marks the best value of each column; *ID acc* is the zero-shot
-top-1 accuracy on the ID test set. Rows are ranked by mean AUROC. Records computed under
+top-1 accuracy on the ID test set. Rows are ranked by mean AUROC; a rank alone does not say
+that a row is better: where records carry per-image scores, *vs baseline* says whether a row
+differs significantly from the best core baseline on the same images. Records computed under
 different FPR95 conventions never share a table. *git* is the oodbench checkout's revision
 (`+dirty`: uncommitted changes), *suite* the suite version and hash prefix. Plots (score
 distributions, ROC curves) are in [`index.html`](index.html).
@@ -54,23 +58,27 @@ def _md_table(table: Table) -> list[str]:
     cols = columns(table)
     best = best_cells(table)
     pairs = [(c, cols[c]) for c in range(0, len(cols) - 1, 2)]
+    marked = ["vs baseline"] if table.marks else []
     head = ["#", "method", "backbone",
             *[f"{col.label} ({col.group})" if "avg" not in col.label else col.label
-              for _, col in pairs], "ID acc", "date", "version", "git", "suite"]
+              for _, col in pairs], "ID acc", *marked, "date", "version", "git", "suite"]
     lines = [f"### {table.title}", "", _md_row(head),
-             _md_row(["--:", "---", "---"] + ["--:"] * (len(pairs) + 1) + ["---"] * 4)]
+             _md_row(["--:", "---", "---"] + ["--:"] * (len(pairs) + 1)
+                     + ["---"] * (4 + len(marked)))]
     for r, entry in enumerate(table.entries):
         def cell(c: int, r: int = r, entry: Entry = entry) -> str:
             text = pct(cols[c].get(entry))
-            return (f"**{text}**" if (r, c) in best else text) + pm(cols[c].std(entry))
+            return ((f"**{text}**" if (r, c) in best else text) + pm(cols[c].std(entry))
+                    + ci_text(cols[c].ci(entry)))
 
         prov = provenance(entry)
         lines.append(_md_row([str(r + 1), entry.label, entry.backbone,
                               *[f"{cell(c)} / {cell(c + 1)}" for c, _ in pairs],
-                              cell(len(cols) - 1), prov["date"], prov["version"],
-                              f"`{prov['git']}`", f"`{prov['suite']}`"]))
-    if any(entry.generations for entry in table.entries):
-        lines += ["", GENERATIONS_NOTE]
+                              cell(len(cols) - 1), *([mark_text(table.marks, r)] if marked else []),
+                              prov["date"], prov["version"], f"`{prov['git']}`",
+                              f"`{prov['suite']}`"]))
+    for note in notes(table):
+        lines += ["", note]
     lines += ["", "<details><summary>parameters and files</summary>", ""]
     lines += [f"- {entry.label} / {entry.backbone}: `{params_text(entry)}`, seed "
               f"{provenance(entry)['seed']}"

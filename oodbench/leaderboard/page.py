@@ -24,9 +24,11 @@ from oodbench.leaderboard.records import Entry
 from oodbench.leaderboard.tables import SOURCES, Leaderboard, Table, best_cells, columns
 from oodbench.leaderboard.text import (
     DASH,
-    GENERATIONS_NOTE,
     REPORTED_NOTE,
+    ci_text,
     generations_text,
+    mark_text,
+    notes,
     params_text,
     pct,
     pm,
@@ -47,7 +49,8 @@ table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.best{font-weight:700;background:#e3f4e1}th small{font-weight:400;color:#555}
+td.best{font-weight:700;background:#e3f4e1}td.up{color:#1a7f37}td.down{color:#b42318}
+th small{font-weight:400;color:#555}
 details{margin:4px 0 8px;font-size:12px}details li{margin:2px 0}
 tbody tr:hover{background:#fafafa}code{font-size:12px}
 .reported{border-left:4px solid #c98b00;padding-left:12px;background:#fffaf0}
@@ -109,7 +112,10 @@ def _intro() -> str:
             "suite x backbone run. FPR95 (lower is better) and AUROC (higher is better) in %, per "
             "OOD set and averaged (unweighted) over the near / far sets; the best value of each "
             "column is highlighted; ID acc is zero-shot top-1 accuracy on the ID test set. Rows "
-            "are ranked by mean AUROC; click a header to sort. Records computed under different "
+            "are ranked by mean AUROC; click a header to sort. A rank alone does not say that a "
+            "row is better: where records carry per-image scores, vs baseline says whether a row "
+            "differs significantly from the best core baseline on the same images. Records "
+            "computed under different "
             "FPR95 conventions never share a table. git: the oodbench checkout's revision "
             "(+dirty: uncommitted changes); suite: suite version and hash prefix.")
 
@@ -137,20 +143,27 @@ def row_name(entry: Entry) -> str:
     return f"{entry.label} / {entry.backbone}"
 
 
+_MARK_CLASS = {"▲": "up", "▼": "down"}
+
+
 def _table(table: Table) -> str:
     cols = columns(table)
     best = best_cells(table)
     heads = ["#", "method", "backbone"]
     heads += [f"{escape(c.label)}<br><small>{escape(c.group)} · "
               f"{'FPR95 ↓' if c.lower_is_better else 'AUROC ↑'}</small>" for c in cols[:-1]]
-    heads += ["ID acc", "date", "version", "git", "suite", "seed"]
+    heads += ["ID acc", *(["vs baseline"] if table.marks else []), "date", "version", "git",
+              "suite", "seed"]
     rows = []
     for r, entry in enumerate(table.entries):
         cells = [_td(str(r + 1), "num"), _td(entry.label), _td(entry.backbone)]
         for c, col in enumerate(cols):
             value = col.get(entry)
             cls = "num best" if (r, c) in best else "num"
-            cells.append(_td(pct(value) + pm(col.std(entry)), cls))
+            cells.append(_td(pct(value) + pm(col.std(entry)) + ci_text(col.ci(entry)), cls))
+        if table.marks:
+            mark = mark_text(table.marks, r)
+            cells.append(_td(mark, _MARK_CLASS.get(mark.split(" ")[0], "")))
         prov = provenance(entry)
         cells += [_td(prov[k]) for k in ("date", "version", "git", "suite", "seed")]
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -164,8 +177,7 @@ def _params(table: Table) -> str:
                     + (f"{_text(generations_text(e))}; " if e.generations else "")
                     + f"file <code>{_text(e.file)}</code></li>"
                     for e in table.entries)
-    note = (f"<p>{_text(GENERATIONS_NOTE)}</p>"
-            if any(e.generations for e in table.entries) else "")
+    note = "".join(f"<p>{_text(text).replace('*', '')}</p>" for text in notes(table))
     return (f'{note}<details><summary>seeds and files (<a href="#parameters">parameters</a>)'
             f"</summary><ul>{items}</ul></details>")
 

@@ -1,19 +1,22 @@
 """Result records as the leaderboard reads them: loading, validation and published numbers.
 
 Every ``*.json`` of the results folder is read and checked with
-:func:`oodbench.results.validate_record` plus the structure the tables rely on; an invalid file
-is kept as (file name, one-line reason) and never averaged into a table.
+:func:`oodbench.results.validate_record`; an invalid file is kept as (file name, one-line
+reason) and never averaged into a table. A record's per-image scores (the sidecar
+``<stem>.scores.npz`` of :mod:`oodbench.significance`) are read when present and must give the
+record's AUROCs; a sidecar that does not is listed the same way and not used.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oodbench.errors import OODBenchError, RecordError
 from oodbench.results import validate_record, weights_tag
+from oodbench.significance import ScoreSet, read_scores, scores_path
 from oodbench.standins import substitution_tag
 
 
@@ -23,6 +26,7 @@ class Entry:
 
     file: str
     record: dict[str, Any]
+    scores: ScoreSet | None = field(default=None, compare=False, repr=False)
 
     @property
     def method(self) -> str:
@@ -52,6 +56,14 @@ class Entry:
     def metric(self, ood_set: str, key: str) -> float | None:
         value = self.record["metrics"].get(ood_set, {}).get(key)
         return float(value) if isinstance(value, int | float) else None
+
+    def ci(self, ood_set: str, key: str) -> tuple[float, float] | None:
+        """The record's bootstrap interval of ``key`` on ``ood_set`` (``oodbench run
+        --bootstrap``); None when the record has none."""
+        interval = (self.record["metrics"].get(ood_set, {}).get("ci") or {}).get(key)
+        if isinstance(interval, list) and len(interval) == 2:
+            return float(interval[0]), float(interval[1])
+        return None
 
     def group(self, group: str, key: str) -> float | None:
         averages = self.record["groups"].get(group)
@@ -102,9 +114,42 @@ def load_entries(results_dir: Path) -> tuple[list[Entry], list[tuple[str, str]]]
         reason = invalid_reason(data, path.name)
         if reason:
             skipped.append((path.name, reason))
-        else:
-            entries.append(Entry(path.name, data))
+            continue
+        scores, problem = _scores(path, data)
+        if problem:
+            skipped.append((scores_path(path).name, problem))
+        entries.append(Entry(path.name, data, scores))
     return entries, skipped
+
+
+def _scores(path: Path, record: dict[str, Any]) -> tuple[ScoreSet | None, str | None]:
+    """The record's per-image scores (None without a sidecar) or why the sidecar is unusable."""
+    sidecar = scores_path(path)
+    if not sidecar.exists():
+        return None, None
+    try:
+        scores = read_scores(sidecar)
+    except RecordError as exc:
+        return None, str(exc).removeprefix(f"{sidecar.name}: ").removeprefix(f"{sidecar.name} ")
+    return (None, problem) if (problem := scores_problem(scores, record)) else (scores, None)
+
+
+def scores_problem(scores: ScoreSet, record: dict[str, Any]) -> str | None:
+    """Why ``scores`` are not the ones ``record`` was computed from (None: they are)."""
+    fix = "rewrite them with `oodbench run` or remove them"
+    block = record.get("generations") or {}
+    if scores.generations != int(block.get("n", 1)):
+        return f"holds {scores.generations} generation(s), the record {block.get('n', 1)}; {fix}"
+    if set(scores.ood) != set(record["metrics"]):
+        return f"names OOD sets {sorted(scores.ood)}, the record {sorted(record['metrics'])}; {fix}"
+    for name, metrics in sorted(record["metrics"].items()):
+        counts = [metrics.get("n_id"), metrics.get("n_ood")]
+        if counts != [None, None] and counts != [scores.id.shape[1], scores.ood[name].shape[1]]:
+            return f"holds other images of {name} than the record ({counts}); {fix}"
+        if abs(scores.auroc(name) - float(metrics["auroc"])) > 1e-6:
+            return (f"give AUROC {scores.auroc(name):.6f} on {name}, the record "
+                    f"{float(metrics['auroc']):.6f}; {fix}")
+    return None
 
 
 def invalid_reason(data: Any, name: str) -> str | None:

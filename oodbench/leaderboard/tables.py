@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from oodbench.leaderboard.compare import Marks, mark_rows
 from oodbench.leaderboard.records import Entry, source_of
 
 GROUP_ORDER = ("near", "far")
@@ -24,6 +25,7 @@ class Table:
     sets: list[tuple[str, str]] = field(default_factory=list)  # (OOD set, group)
     groups: list[str] = field(default_factory=list)
     stand_ins: bool = False  # rows that replaced a paper setting: never ranked with the rest
+    marks: Marks = field(default_factory=Marks)  # rows vs the best baseline (compare.py)
 
     @property
     def title(self) -> str:
@@ -59,6 +61,7 @@ def make_tables(entries: Iterable[Entry]) -> list[Table]:
         table = Table(*key[:3], rows, stand_ins=key[3])
         table.sets = _ood_sets(rows)
         table.groups = _ordered({g for _, g in table.sets})
+        table.marks = mark_rows(rows, [name for name, _ in table.sets])
         tables.append(table)
     return tables
 
@@ -91,6 +94,7 @@ class Column:
     metric: str  # "fpr95", "auroc" or "id_accuracy"
     get: Callable[[Entry], float | None]
     std: Callable[[Entry], float | None] = lambda _: None  # over generations, if any
+    ci: Callable[[Entry], tuple[float, float] | None] = lambda _: None  # bootstrap 95 %
 
     @property
     def lower_is_better(self) -> bool:
@@ -103,7 +107,8 @@ def columns(table: Table) -> list[Column]:
     for name, group in table.sets:
         for key in ("fpr95", "auroc"):
             cols.append(Column(name, group, key, lambda e, n=name, k=key: e.metric(n, k),
-                               lambda e, n=name, k=key: e.std("metrics", n, k)))
+                               lambda e, n=name, k=key: e.std("metrics", n, k),
+                               lambda e, n=name, k=key: e.ci(n, k)))
     for group in table.groups:
         for key in ("fpr95", "auroc"):
             cols.append(Column(f"{group} avg", group, key,
