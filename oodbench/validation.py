@@ -24,10 +24,12 @@ def field_path(loc: Sequence[str | int]) -> str:
     return out or "(top level)"
 
 
-def problems(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
-    """One ``field: problem`` line per error, unknown keys first (they explain the missing)."""
+def problems(exc: ValidationError, model: type[BaseModel] | None = None,
+             prefix: Sequence[str | int] = ()) -> list[str]:
+    """One ``field: problem`` line per error, unknown keys first (they explain the missing);
+    ``prefix`` is where ``model`` sits in a larger file (it starts every field name)."""
     errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
-    return [_line(error, model) for error in errors]
+    return [_line(error, model, tuple(prefix)) for error in errors]
 
 
 _NOUNS = {"dict_type": "a mapping", "model_type": "a mapping", "list_type": "a list",
@@ -38,9 +40,9 @@ _SHOW_INPUT = {"enum", "greater_than", "greater_than_equal", "less_than",
                "less_than_equal", "too_short", "too_long", "finite_number"}
 
 
-def _line(error: Any, model: type[BaseModel] | None) -> str:
+def _line(error: Any, model: type[BaseModel] | None, prefix: tuple[str | int, ...]) -> str:
     loc = tuple(error["loc"])
-    where = field_path(loc)
+    where = field_path(prefix + loc)
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = fields_at(model, loc[:-1]) if model else []
@@ -62,7 +64,10 @@ def _line(error: Any, model: type[BaseModel] | None) -> str:
     message = message[0].lower() + message[1:] if message else message
     if kind in _SHOW_INPUT:
         message += f", got {shown}"
-    return f"{where}: {message}" if loc else message
+    if not loc and not prefix:
+        return message
+    # a validator's "must ..." reads on from the field's name
+    return f"{where} {message}" if message.startswith("must ") else f"{where}: {message}"
 
 
 def _short(value: Any) -> str:

@@ -222,17 +222,18 @@ def test_minimal_suite_parses(tmp_path) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("name: bad\nid: [unclosed\n", "is not valid YAML"),
     ("- just\n- a list\n", "must be a YAML mapping"),
-    ("name: bad\nood: []\n", "missing 'id' in the top level"),
+    ("name: bad\nood: []\n", "missing field 'id'"),
     ("name: bad\nid: {classes: [a]}\nood: [{name: x, source: {type: hf}}]\n",
-     "missing 'test' in id"),
+     "missing field 'id.test'"),
     ("name: bad\nid: {test: {type: hf}}\nood: [{name: x, source: {type: hf}}]\n",
-     "missing 'classes' in id"),
-    ("name: bad\nid: {classes: [a], test: {type: hf}}\n", "missing 'ood' in the top level"),
+     "missing field 'id.classes'"),
+    ("name: bad\nid: {classes: [a], test: {type: hf}}\n", "missing field 'ood'"),
     ("name: bad\nid: {classes: [a], test: {type: hf}}\nood: [{name: x}]\n",
-     "missing 'source' in ood[0]"),
+     "missing field 'ood[0].source'"),
     ("name: bad\nid: {classes: [a], test: {type: hf}}\nood: [{source: {type: hf}}]\n",
-     "missing 'name' in ood[0]"),
-    ("name: bad\nid: {classes: [a], test: {type: hf}}\nood: []\n", "ood must be a non-empty list"),
+     "missing field 'ood[0].name'"),
+    ("name: bad\nid: {classes: [a], test: {type: hf}}\nood: []\n",
+     "ood must be a non-empty list of OOD sets"),
 ])
 def test_malformed_or_incomplete_suite_is_one_line(tmp_path, text: str, message: str) -> None:
     (tmp_path / "bad.yaml").write_text(text)
@@ -240,18 +241,22 @@ def test_malformed_or_incomplete_suite_is_one_line(tmp_path, text: str, message:
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
-    ("name: {name}", "name: {name}\nprompt: ['a {{}}']", "suite bad.yaml: unknown key(s) prompt;"),
+    ("name: {name}", "name: {name}\nprompt: ['a {{}}']", "suite bad.yaml: unknown field 'prompt' "
+     "(did you mean 'prompts'?); allowed: name, version, description, task"),
     ("  classes: [a, b]", "  classes: [a, b]\n  clases: [c]",
-     "suite bad.yaml id: unknown key(s) clases"),
-    ("{{name: x, source:", "{{name: x, grop: near, source:", "ood[0]: unknown key(s) grop"),
+     "suite bad.yaml: unknown field 'id.clases' (did you mean 'classes'?); allowed: name, classes, "
+     "test, train; fix the suite file."),
+    ("{{name: x, source:", "{{name: x, grop: near, source:",
+     "unknown field 'ood[0].grop' (did you mean 'group'?)"),
     ("root: /nowhere}}}}", "root: /nowhere, expected: 3}}}}",
-     "ood[0].source: unknown key(s) expected"),
+     "unknown field 'ood[0].source.expected' (did you mean 'expected_count'?)"),
     ("root: /nowhere}}}}", "root: /nowhere, split: test}}}}",
-     "ood[0].source (imagefolder): unknown key(s) split"),
+     "unknown field 'ood[0].source.split'; allowed: type, obtain, expected_count, root, "
+     "class_dirs"),
     ("root: /nowhere}}}}", "root: /nowhere, expected_count: -3}}}}",
      "expected_count must be a positive integer, got -3"),
     ("{{name: x, source:", "{{name: x, group: medium, source:",
-     "ood[0].group must be one of near, far, extra, got 'medium'"),
+     "ood[0].group must be one of 'near', 'far', 'extra', got 'medium'"),
     ("name: {name}", "name: {name}\nprompts: ['a photo']", "must hold exactly one '{{}}'"),
     ("  classes: [a, b]", "  classes: {{from: open_clip-imagenet}}",
      "expected a list, {{file: PATH}}"),

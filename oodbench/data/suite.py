@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from oodbench.cache import content_key
+from oodbench.data.suite_schema import validate_suite
 from oodbench.data.templates import OPENAI_80
 from oodbench.errors import SuiteError
 from oodbench.paths import data_dir
@@ -28,17 +29,7 @@ GROUPS = ("near", "far", "extra")
 PACKAGE_CLASSLISTS = Path(__file__).resolve().parents[1] / "classlists"
 PACKAGE_SUITES = Path(__file__).resolve().parents[1] / "suites"  # a suite may include these
 TASKS = ("far", "near", "fine-grained")
-TOP_KEYS = {"name", "version", "description", "task", "backbone", "id", "prompts", "ood",
-            "class_type", "fpr_convention"}
 FPR_CONVENTIONS = ("paper", "openood")
-ID_KEYS = {"name", "classes", "test", "train"}
-OOD_KEYS = {"name", "group", "source"}
-SOURCE_KEYS = {"type", "obtain", "expected_count"}
-SOURCE_TYPE_KEYS = {
-    "imagefolder": {"root", "class_dirs", "manifest", "imglist", "imglist_root"},
-    "offline": {"split", "select"},
-    "hf": {"id", "config", "split", "image", "label", "labels"},
-}
 
 
 @dataclass(frozen=True)
@@ -164,35 +155,6 @@ def _check_prompt(prompt: str, where: str) -> None:
                          f"name and no other braces.")
 
 
-def _check_select(select: Any, where: str) -> None:
-    if select is None:
-        return
-    if not isinstance(select, dict) or not all(
-            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in select.values()):
-        raise SuiteError(f"{where}: select must map a field to a list of names, e.g. "
-                         f"{{category: [flag, star]}}, got {select!r}.")
-
-
-def _check_keys(mapping: Any, allowed: set[str], where: str) -> None:
-    if not isinstance(mapping, dict):
-        raise SuiteError(f"{where} must be a mapping, got {repr(mapping)[:80]}.")
-    unknown = sorted(set(mapping) - allowed)
-    if unknown:
-        raise SuiteError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                            f"allowed: {', '.join(sorted(allowed))}.")
-
-
-def _check_source(source: Any, where: str) -> None:
-    _check_keys(source, SOURCE_KEYS | set().union(*SOURCE_TYPE_KEYS.values()), where)
-    kind = source.get("type")
-    if kind in SOURCE_TYPE_KEYS:
-        _check_keys(source, SOURCE_KEYS | SOURCE_TYPE_KEYS[kind], f"{where} ({kind})")
-    _check_select(source.get("select"), where)
-    count = source.get("expected_count")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise SuiteError(f"{where}: expected_count must be a positive integer, got {count!r}.")
-
-
 def _resolve_source(source: dict[str, Any], bases: Sequence[Path], where: str,
                     suite: str) -> dict[str, Any]:
     """Inline ``{file:}`` class_dirs; make ``manifest`` a path (looked up like list files).
@@ -221,61 +183,26 @@ def _resolve_source(source: dict[str, Any], bases: Sequence[Path], where: str,
 
 
 def load_suite(path: Path) -> Suite:
+    """Read, include, validate (:mod:`oodbench.data.suite_schema`) and resolve a suite file."""
     path = Path(path)
     bases: list[Path] = [path.parent]
     data = _read(path, dirs=bases)
     where = f"suite {path.name}"
-    _check_keys(data, TOP_KEYS, where)
-
-    def need(mapping: dict[str, Any], key: str, ctx: str) -> Any:
-        if key not in mapping:
-            raise SuiteError(f"{where}: missing '{key}' in {ctx}.")
-        return mapping[key]
-
-    name = str(data.get("name", path.stem))  # checked below, after the structure
-    id_part = need(data, "id", "the top level")
-    _check_keys(id_part, ID_KEYS, f"{where} id")
-    for part in ("test", "train"):
-        if id_part.get(part):
-            _check_source(id_part[part], f"{where} id.{part}")
-    classes = _named_list(need(id_part, "classes", "id"), bases, f"{where} id.classes")
+    form = validate_suite(data, where)
+    name = form.name if form.name is not None else path.stem
+    classes = _named_list(form.id.classes, bases, f"{where} id.classes")
     if not classes:
         raise SuiteError(f"{where}: id.classes must be a non-empty list of class names.")
-    prompts = _named_list(data.get("prompts") or ["a photo of a {}."], bases,
-                          f"{where} prompts")
+    prompts = _named_list(form.prompts or ["a photo of a {}."], bases, f"{where} prompts")
     for p in prompts:
         _check_prompt(p, where)
     duplicates = sorted({c for c in classes if classes.count(c) > 1})
     if duplicates:
         raise SuiteError(f"{where}: class name(s) {', '.join(map(repr, duplicates[:3]))} appear "
                          f"more than once; each ID class needs its own name.")
-    version = data.get("version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise SuiteError(f"{where}: version must be a positive integer, got {version!r}.")
-    task = data.get("task", "far")
-    if task not in TASKS:
-        raise SuiteError(f"{where}: task must be one of {TASKS}, got {task!r}.")
-    class_type = data.get("class_type", "")
-    if not isinstance(class_type, str):
-        raise SuiteError(f"{where}: class_type must be a string (e.g. bird), got "
-                            f"{class_type!r}.")
-    fpr_convention = data.get("fpr_convention")
-    if fpr_convention is not None and fpr_convention not in FPR_CONVENTIONS:
-        raise SuiteError(f"{where}: fpr_convention must be one of "
-                            f"{', '.join(FPR_CONVENTIONS)}, got {fpr_convention!r}.")
-    ood_sets = []
-    ood_items = need(data, "ood", "the top level")
-    if not isinstance(ood_items, list) or not ood_items:
-        raise SuiteError(f"{where}: ood must be a non-empty list of OOD sets.")
-    for i, item in enumerate(ood_items):
-        _check_keys(item, OOD_KEYS, f"{where} ood[{i}]")
-        group = item.get("group", "far")
-        if group not in GROUPS:
-            raise SuiteError(f"{where}: ood[{i}].group must be one of {', '.join(GROUPS)}, "
-                                f"got {group!r}.")
-        _check_source(need(item, "source", f"ood[{i}]"), f"{where} ood[{i}].source")
-        source = _resolve_source(dict(need(item, "source", f"ood[{i}]")), bases, where, name)
-        ood_sets.append(OODSet(str(need(item, "name", f"ood[{i}]")), group, source))
+    ood_sets = [OODSet(item.name, item.group,
+                       _resolve_source(dict(item.source), bases, where, name))
+                for item in form.ood]
     names = [s.name for s in ood_sets]
     if len(set(names)) != len(names):
         raise SuiteError(f"{where}: OOD set names must be unique, got {names}.")
@@ -284,21 +211,21 @@ def load_suite(path: Path) -> Suite:
     resolved = json.loads(json.dumps(data, default=str))
     return Suite(
         name=name,
-        version=version,
-        description=str(data.get("description", "")),
-        task=task,
+        version=form.version,
+        description=form.description,
+        task=form.task,
         classes=tuple(str(c) for c in classes),
         prompts=tuple(prompts),
-        id_name=str(id_part.get("name", name)),
-        id_test=_resolve_source(dict(need(id_part, "test", "id")), bases, where, name),
-        id_train=_resolve_source(dict(id_part["train"]), bases, where, name)
-        if id_part.get("train") else None,
+        id_name=form.id.name or name,
+        id_test=_resolve_source(dict(form.id.test), bases, where, name),
+        id_train=_resolve_source(dict(form.id.train), bases, where, name)
+        if form.id.train else None,
         ood=tuple(ood_sets),
         path=path.resolve(),
         hash=content_key(resolved),
-        backbone=data.get("backbone"),
-        class_type=class_type.strip(),
-        fpr_convention=fpr_convention,
+        backbone=form.backbone,
+        class_type=form.class_type.strip(),
+        fpr_convention=form.fpr_convention,
         resolved=resolved,
     )
 
