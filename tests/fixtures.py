@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 import oodbench
 from oodbench.plugins import Registry, reset_registry
-from tests.toy import ToyColourBackbone, write_colour_images
+from oodbench.testing.toy import ToyColourBackbone, write_toy_suite
 
 TINY_CLIP = {
     "embed_dim": 16,
@@ -62,33 +61,9 @@ def registry(tiny_clip_config) -> Registry:
 
 @pytest.fixture
 def colour_suite(tmp_path) -> Path:
-    """ID = red/green/blue images; near OOD = orange/purple; far OOD = grey; one corrupt file."""
-    data = tmp_path / "data"
-    for colour, seed in (("red", 1), ("green", 2), ("blue", 3)):
-        write_colour_images(data / "id" / colour, colour, 20, seed)
-        write_colour_images(data / "train" / colour, colour, 5, seed + 10)
-    write_colour_images(data / "near", "yellow", 15, 7)
-    write_colour_images(data / "near", "magenta", 15, 8)
-    write_colour_images(data / "far", "grey", 25, 9)
-    (data / "far" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    suite = tmp_path / "colours.yaml"
-    suite.write_text(textwrap.dedent(f"""
-        name: colours
-        version: 1
-        description: toy colour suite
-        task: far
-        backbone: toy-colour
-        id:
-          name: rgb
-          classes: [red, green, blue]
-          test: {{type: imagefolder, root: {data / 'id'}}}
-          train: {{type: imagefolder, root: {data / 'train'}}}
-        prompts: ["a photo of a {{}}."]
-        ood:
-          - {{name: secondary, group: near, source: {{type: imagefolder, root: {data / 'near'}}}}}
-          - {{name: grey, group: far, source: {{type: imagefolder, root: {data / 'far'}}}}}
-        """))
-    return suite
+    """ID = red/green/blue images; near OOD = yellow/magenta; far OOD = grey; one corrupt file."""
+    return write_toy_suite(tmp_path, id_images=20, train_images=5, near_images=15,
+                           far_images=25, broken_file=True, description="toy colour suite")
 
 
 @pytest.fixture(scope="session")

@@ -3,32 +3,19 @@ a fake WordNet and a duck-typed MethodEnv for component-level tests."""
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:  # `pytest plugins/ole` alone: make the repo's tests.toy importable
-    sys.path.insert(0, str(REPO))
-
-import oodbench  # noqa: E402
-from oodbench.cache import ArtifactCache, content_key  # noqa: E402
-from oodbench.labels import wordnet  # noqa: E402
-from oodbench.paths import data_dir  # noqa: E402
-from oodbench.plugins import Registry, reset_registry  # noqa: E402
-from tests.toy import ToyColourBackbone, write_colour_images  # noqa: E402
+from oodbench.cache import ArtifactCache, content_key
+from oodbench.labels import wordnet
+from oodbench.paths import data_dir
+from oodbench.plugins import Registry, reset_registry
+from oodbench.testing import ToyBackbonePlugin, write_toy_suite
 
 # the user's WordNet (if fetched), located before the tests redirect OODBENCH_HOME
 REAL_DATA_DIR = data_dir()
-
-
-class ToyBackbonePlugin:
-    @oodbench.hookimpl
-    def register_backbones(self, register):
-        register(ToyColourBackbone)
 
 
 @pytest.fixture
@@ -64,28 +51,8 @@ def ole_registry() -> Registry:
 @pytest.fixture
 def ole_colour_suite(tmp_path) -> Path:
     """ID = red/green/blue; near OOD = yellow/magenta; far OOD = grey (toy backbone)."""
-    data = tmp_path / "data"
-    for colour, seed in (("red", 1), ("green", 2), ("blue", 3)):
-        write_colour_images(data / "id" / colour, colour, 12, seed)
-    write_colour_images(data / "near", "yellow", 10, 7)
-    write_colour_images(data / "near", "magenta", 10, 8)
-    write_colour_images(data / "far", "grey", 15, 9)
-    suite = tmp_path / "colours.yaml"
-    suite.write_text(textwrap.dedent(f"""
-        name: colours
-        version: 1
-        task: far
-        backbone: toy-colour
-        id:
-          name: rgb
-          classes: [red, green, blue]
-          test: {{type: imagefolder, root: {data / 'id'}}}
-        prompts: ["a photo of a {{}}."]
-        ood:
-          - {{name: secondary, group: near, source: {{type: imagefolder, root: {data / 'near'}}}}}
-          - {{name: grey, group: far, source: {{type: imagefolder, root: {data / 'far'}}}}}
-        """))
-    return suite
+    return write_toy_suite(tmp_path, id_images=12, train_images=0, near_images=10,
+                           far_images=15)
 
 
 # lexfile numbers: 05 noun.animal, 06 noun.artifact, 09 noun.cognition, 13 noun.food

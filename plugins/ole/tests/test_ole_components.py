@@ -223,8 +223,8 @@ def test_a_second_suite_encodes_no_outlier_label(tmp_path):
     from oodbench.cache import ArtifactCache
     from oodbench.env import MethodEnv
     from oodbench.features import FeatureStore
+    from oodbench.testing import ToyColourBackbone
     from oodbench.types import RunContext
-    from tests.toy import ToyColourBackbone
 
     backbone = ToyColourBackbone()
     backbone.load(torch.device("cpu"))
