@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,9 +32,9 @@ class RunContext:
     # image decoding (``--decode``): "cpu" = PIL in DataLoader workers; "gpu" = workers read
     # bytes, ``device`` decodes JPEGs (nvJPEG on CUDA) and preprocesses them as tensors
     # (oodbench/decode.py); falls back to "cpu" per image or per backbone where it cannot apply
-    decode: str = "cpu"
+    decode: Literal["cpu", "gpu"] = "cpu"
     # stages whose cached artefacts are recomputed (``--rerun-from``): labels, synthesize, finetune
-    refresh: tuple[str, ...] = ()
+    refresh: tuple[Literal["labels", "synthesize", "finetune"], ...] = ()
 
     @staticmethod
     def resolve_device(name: str) -> torch.device:
