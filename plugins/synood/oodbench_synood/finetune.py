@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -147,7 +147,8 @@ class LabelTuner(FineTuner):
     momentum: float = 0.9
     weight_decay: float = 1e-5
     temperature: float = 0.01
-    negatives: str = "all"  # all = the full bank with tuned rows swapped in; tuned = tuned only
+    # all = the full bank with tuned rows swapped in; tuned = the tuned rows only
+    negatives: Literal["all", "tuned"] = "all"
     feature_rms: float = 1.0  # label vectors start at norm feature_rms·sqrt(D) (train.py)
     seed: int = 0
     enabled: bool = True  # false: the ablation without stage B

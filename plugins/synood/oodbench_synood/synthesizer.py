@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ class SynOODSynthesizer(Synthesizer):
     name = "synood-inpaint"
     description = "SynOOD: MLLM context prompt + energy-guided iterative in-painting."
     per_class: int = 0  # N images per ID class; 0 = auto (50, the paper; 4 offline)
-    selector: str = "complexity"  # complexity (file bytes per pixel) | random | first
+    selector: Literal["complexity", "random", "first"] = "complexity"  # complexity: bytes/pixel
     describer: str = "vocabulary"  # users: transformers-mllm (LLaVA-1.5)
     prompt_template: str = "A photo only remain {}."
     answer_chars: int = 73
