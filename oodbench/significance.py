@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -112,7 +113,7 @@ def write_scores(record_path: Path, id_scores: ArrayLike, ood_scores: Mapping[st
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            np.savez_compressed(handle, **cast(dict[str, Any], arrays))
 
     atomic_write(path, save)
     return path

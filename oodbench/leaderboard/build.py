@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from functools import partial
 from pathlib import Path
 
 from oodbench.cache import atomic_write
@@ -33,7 +34,7 @@ def build(results_dir: Path, out_dir: Path, reported: Path | None = None) -> Lea
     for name, text in render(board).items():
         target = Path(out_dir) / name
         if not target.exists() or target.read_text(encoding="utf-8") != text:
-            atomic_write(target, lambda tmp, text=text: _write_public(tmp, text))
+            atomic_write(target, partial(_write_public, text=text))
     return board
 
 

@@ -88,6 +88,9 @@ class Entry:
         value = block["std"].get(section, {}).get(name, {}).get(key)
         return float(value) if isinstance(value, int | float) else None
 
+    def id_accuracy(self) -> float:
+        return float(self.record["id_accuracy"])
+
     def std_id_accuracy(self) -> float | None:
         block = self.generations
         value = block["std"].get("id_accuracy") if block else None

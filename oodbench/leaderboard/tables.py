@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from oodbench.leaderboard.compare import Marks, mark_rows
@@ -106,16 +107,15 @@ def columns(table: Table) -> list[Column]:
     cols = []
     for name, group in table.sets:
         for key in ("fpr95", "auroc"):
-            cols.append(Column(name, group, key, lambda e, n=name, k=key: e.metric(n, k),
-                               lambda e, n=name, k=key: e.std("metrics", n, k),
-                               lambda e, n=name, k=key: e.ci(n, k)))
+            cols.append(Column(name, group, key, partial(Entry.metric, ood_set=name, key=key),
+                               partial(Entry.std, section="metrics", name=name, key=key),
+                               partial(Entry.ci, ood_set=name, key=key)))
     for group in table.groups:
         for key in ("fpr95", "auroc"):
             cols.append(Column(f"{group} avg", group, key,
-                               lambda e, g=group, k=key: e.group(g, k),
-                               lambda e, g=group, k=key: e.std("groups", g, k)))
-    cols.append(Column("ID acc", "", "id_accuracy", lambda e: float(e.record["id_accuracy"]),
-                       lambda e: e.std_id_accuracy()))
+                               partial(Entry.group, group=group, key=key),
+                               partial(Entry.std, section="groups", name=group, key=key)))
+    cols.append(Column("ID acc", "", "id_accuracy", Entry.id_accuracy, Entry.std_id_accuracy))
     return cols
 
 
