@@ -305,7 +305,8 @@ def _check_hook_names(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
 
 
 def _entry_points(selection: str | None) -> list[md.EntryPoint]:
-    eps = list(md.entry_points(group="oodbench"))
+    """The entry points to load, by name: the same plugin wins a collision on every machine."""
+    eps = sorted(md.entry_points(group="oodbench"), key=lambda ep: (ep.name, ep.value))
     if selection is None:
         return eps
     wanted = {s.strip() for s in selection.split(",") if s.strip()}

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from typer.main import get_command
 from typer.testing import CliRunner
 
+import oodbench
 import oodbench.plugins as plugins_module
+from oodbench import ComponentRef, MethodSpec
 from oodbench.cli import app
 
 runner = CliRunner()
@@ -67,3 +72,102 @@ def test_suites_show_reports_presence(cli_registry, colour_suite):
     result = runner.invoke(app, ["suites", "show", str(colour_suite)])
     assert result.exit_code == 0, result.output
     assert "present" in result.output and "grey" in result.output
+
+
+# -- conventions: help, choices, JSON listings, no truncation, OODBENCH_RESULTS ---------------
+def _commands(command: Any, path: str = "oodbench") -> Iterator[tuple[str, Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_every_option_and_argument_has_help_text():
+    missing = [f"{path} {param.name}" for path, command in _commands(get_command(app))
+               for param in command.params if not (getattr(param, "help", None) or "").strip()]
+    assert missing == []
+
+
+def test_choices_show_in_help():
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "250"})  # no wrapping
+    assert result.exit_code == 0
+    text = result.output
+    for choices in ("auto|float32|float16|bfloat16", "cpu|gpu", "paper|openood",
+                    "labels|synthesize|finetune"):
+        assert choices in text, choices
+
+
+@pytest.mark.parametrize("command", [["plugins"], ["methods"], ["backbones"], ["components"],
+                                     ["suites"]])
+def test_listings_take_json(cli_registry, command):
+    result = runner.invoke(app, [*command, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert isinstance(rows, list) and rows
+    names = {row.get("name") or row.get("plugin") for row in rows}
+    expected = {"plugins": "oodbench.baselines.plugin", "methods": "mcm",
+                "backbones": "toy-colour", "components": "maxlogit", "suites": "offline-far"}
+    assert expected[command[0]] in names
+
+
+def test_methods_show_takes_json(cli_registry):
+    result = runner.invoke(app, ["methods", "mcm", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["name"] == "mcm"
+    assert shown["components"][0]["params"] == {"temperature": 1.0}
+
+
+LONG = "a-method-name-much-longer-than-any-terminal-is-wide-" * 3 + "end"
+
+
+def test_listings_do_not_cut_names_when_piped(cli_registry):
+    """CliRunner's stdout is not a terminal: tables take their natural width."""
+
+    class Plugin:
+        @oodbench.hookimpl
+        def register_methods(self, register):
+            register(MethodSpec(name=LONG, scorer=ComponentRef("mcm"),
+                                description="a long description " * 8))
+
+    assert cli_registry.add_plugin(Plugin(), LONG + "-plugin").error is None
+    for command, name in (["methods"], LONG), (["plugins"], LONG + "-plugin"):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+        (line,) = [ln for ln in result.stdout.splitlines() if name in ln]
+        assert "…" not in line
+
+
+def test_results_folder_defaults_to_oodbench_results(cli_registry, colour_suite, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.setenv("OODBENCH_RESULTS", str(tmp_path / "records"))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", "-m", "mcm", "-s", str(colour_suite), "--device", "cpu",
+                                 "--cache-dir", str(tmp_path / "c"), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "records").iterdir()] == ["mcm--colours--toy-colour.json"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_schema_record_prints_the_record_json_schema(cli_registry, colour_suite, tmp_path):
+    result = runner.invoke(app, ["schema", "record"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.stdout)
+    assert schema["type"] == "object"
+    ran = runner.invoke(app, ["run", "-m", "mcm", "-s", str(colour_suite), "--device", "cpu",
+                              "--cache-dir", str(tmp_path / "c"), "--workers", "0",
+                              "-o", str(tmp_path / "out")])
+    assert ran.exit_code == 0, ran.output
+    (path,) = (tmp_path / "out").glob("*.json")
+    record = json.loads(path.read_text())
+    assert set(schema["required"]) <= set(record) <= set(schema["properties"])
+    assert {"method", "suite", "backbone", "metrics", "groups"} <= set(schema["required"])
+
+
+def test_a_usage_error_is_one_line_exit_2(cli_registry):
+    for args, message in ((["rnu"], "No such command 'rnu'. Did you mean 'run'?"),
+                          (["run"], "Missing option '--method'"),
+                          (["methods", "--jsn"], "No such option: --jsn")):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+        assert result.stdout == "" and result.stderr.count("\n") == 1, result.output
+        assert result.stderr.startswith("error: ") and message in result.stderr
