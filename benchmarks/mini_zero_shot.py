@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from oodbench_mini.evaluate import SUITES_DIR, evaluate_suite
 from oodbench_mini.model import MiniBackbone
-from oodbench_mini.train import SUITES_DIR, evaluate_suite
 
 
 def main() -> None:

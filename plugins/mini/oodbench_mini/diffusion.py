@@ -207,7 +207,7 @@ def load_weights(path: Path) -> tuple[Any, dict[str, Any]]:
         raise MissingDataError(
             f"mini-diffusion weights not found at {path}: pass --param <component>.weights="
             "/path/mini_diffusion.safetensors or train them with "
-            "`python -m oodbench_mini.train_diffusion`."
+            "`python plugins/mini/tools/train_diffusion.py` in the oodbench checkout."
         )
     config = read_config(path)
     unet = build_unet(config["unet"])
@@ -225,7 +225,7 @@ class MiniDiffusion(DiffusionGenerator):
         "offline 32x32 pixel-space diffusion (diffusers UNet, MiniLM text), trained here; "
         "text-to-image, in-painting and latent-level access"
     )
-    weights: str = ""  # "" = the committed oodbench/mini/diffusion_weights/
+    weights: str = ""  # "" = the committed diffusion_weights/
     steps: int = 50
     guidance: float = 3.0
     size: int = 64  # the mini backbone's input size

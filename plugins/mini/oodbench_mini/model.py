@@ -194,7 +194,7 @@ def load_image_tower(path: Path) -> tuple[ImageTower, dict[str, str]]:
     if not path.exists():
         raise MissingDataError(
             f"Mini image-tower weights not found at {path}: run "
-            "`python -m oodbench_mini.train --out oodbench/mini/weights/image_tower.safetensors`."
+            "`python plugins/mini/tools/train_image_tower.py --out PATH` in the oodbench checkout."
         )
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
@@ -212,7 +212,7 @@ class MiniBackbone(Backbone):
     description: ClassVar[str] = (
         "offline mini CLIP: frozen all-MiniLM-L6-v2 text tower + LiT-trained 64x64 CNN"
     )
-    weights: str = ""  # "" = the committed oodbench/mini/weights/image_tower.safetensors
+    weights: str = ""  # "" = the committed weights/image_tower.safetensors
 
     _tower: Any = field(default=None, init=False, repr=False, compare=False)
     _text: Any = field(default=None, init=False, repr=False, compare=False)
