@@ -20,10 +20,10 @@ from oodbench.env import MethodEnv
 from oodbench.features import FeatureStore
 from oodbench.generative import ImageDescriber, ImageGenerator, TextGenerator
 from oodbench.runner import RunRequest, run
+from oodbench.testing import ToyColourBackbone
 from oodbench.types import LabelBank, RunContext, TextHead
+from oodbench_eoe.score import EOEScorer
 from oodbench_mmood.labels import MMOODLabels
-from oodbench_mmood.score import EOEScorer
-from tests.toy import ToyColourBackbone
 
 SUITES = Path(__file__).resolve().parents[3] / "oodbench" / "suites"
 
@@ -109,8 +109,10 @@ class Fakes:
 
 @pytest.fixture
 def reg(registry):
+    from oodbench_eoe import plugin as eoe_plugin
     from oodbench_mmood import plugin
 
+    registry.add_plugin(eoe_plugin, "eoe", "oodbench-eoe")
     registry.add_plugin(plugin, "mmood", "oodbench-mmood")
     registry.add_plugin(Fakes(), "fakes")
     return registry

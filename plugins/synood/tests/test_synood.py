@@ -389,11 +389,11 @@ def _shard(suite, method, cache, index, results):
     """One shard in a fresh (spawned) process, with its own registry as a real process has."""
     from oodbench.errors import OODBenchError
     from oodbench.plugins import Registry
+    from oodbench.testing import ToyBackbonePlugin
     from oodbench_synood import plugin
-    from tests.fixtures import _TestPlugin
 
     registry = Registry().load(entry_points=False)
-    for obj, name in ((_TestPlugin(), "tests"), (plugin, "synood"), (FakePlugin(), "fakes"),
+    for obj, name in ((ToyBackbonePlugin(), "toy"), (plugin, "synood"), (FakePlugin(), "fakes"),
                       (DescriberPlugin(), "describer")):
         registry.add_plugin(obj, name)
     params = {"synood-inpaint.shard_index": str(index), "synood-inpaint.shard_count": "2"}
@@ -432,3 +432,22 @@ def test_two_processes_synthesize_disjoint_shards(synood_registry, colour_suite,
     record = run(RunRequest(str(method), str(colour_suite)), RunContext(cache_dir=cache),
                  synood_registry)
     assert FakeInpaintGenerator.calls == 0 and record["notes"]["synood_images"]["count"] == 12
+
+
+def test_plugin_registers_the_inpainting_preset_without_importing_diffusers():
+    """``diffusers-inpaint`` (SD-2-inpainting with SynOOD's settings) comes from this plugin;
+    registering it loads no diffusers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from oodbench.plugins import Registry; "
+        "import oodbench_synood.plugin as p; r = Registry().load(entry_points=False); "
+        "r.add_plugin(p, 'synood', 'oodbench-synood'); "
+        "g = r.create('image_generator', 'diffusers-inpaint'); "
+        "print(g.model, g.steps, g.strength, g.guidance); print('diffusers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0] == "stabilityai/stable-diffusion-2-inpainting 20 0.6 8.0"
+    assert out[1] == "False"
