@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from oodbench.generative import prompts as P
-from oodbench.generative.envision import LLMEnvisioner
 from oodbench.generative.text import TransformersTextGenerator
 from oodbench.generative.vision import TransformersDescriber
+from oodbench_eoe import prompts as P
+from oodbench_eoe.envision import LLMEnvisioner
 
 ROOT = Path(__file__).resolve().parent
 CLIP_L336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,

@@ -93,8 +93,8 @@ def test_eoe_on_real_data_without_an_llm_stops_in_one_line(registry, colour_suit
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    plugin = pytest.importorskip("oodbench_mmood.plugin")  # registers the eoe method
-    registry.add_plugin(plugin, "mmood", "oodbench-mmood")
+    plugin = pytest.importorskip("oodbench_eoe.plugin")  # registers the eoe method
+    registry.add_plugin(plugin, "eoe", "oodbench-eoe")
     with pytest.raises(OfflineError) as info:
         run(RunRequest("eoe", str(colour_suite)), RunContext(cache_dir=tmp_path / "c"),
             registry)

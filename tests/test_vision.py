@@ -228,9 +228,9 @@ def test_vocabulary_describer_corpus_concepts_and_llm_phrasing(registry, colour_
     assert corpus.context([red], ["cat"]) == ["red kite, orange fish"]
     assert corpus.propose([red], ["x"]) == [["orange fish", "stone"]]  # ID names excluded
     assert corpus.identity() == "vocabulary:corpus-v7:2:a photo of a {}"
-    from oodbench.generative.envision import KnowledgeEnvisioner
+    from oodbench.generative import nouns
 
-    monkeypatch.setattr(KnowledgeEnvisioner, "_pool", lambda self: [("kite", 1), ("stone", 2)])
+    monkeypatch.setattr(nouns, "concrete_nouns", lambda: [("kite", 1), ("stone", 2)])
     both = VocabularyDescriber(vocabulary="wordnet+corpus")
     assert both._words() == ["kite", "stone", "blue whale", "orange fish", "red kite"]
     assert both.identity() == "vocabulary:wordnet-concrete+corpus-v7:5:a photo of a {}"

@@ -1,9 +1,8 @@
-"""Registers the text LLM and MLLM backends and the envision label generators."""
+"""Registers the text LLM and multimodal LLM backends."""
 
 from __future__ import annotations
 
 from oodbench import hookimpl
-from oodbench.generative.labels import FAMILY_GENERATORS, EnvisionLabels
 from oodbench.generative.text import OpenAIEndpointGenerator, TransformersTextGenerator, qwen_path
 from oodbench.generative.vision import TransformersDescriber, VocabularyDescriber
 from oodbench.hookspecs import Register
@@ -27,10 +26,3 @@ def register_image_describers(register: Register) -> None:
              defaults={"model": "Qwen/Qwen2-VL-7B-Instruct"},
              description="Qwen2-VL-7B-Instruct via transformers (needs the hub or a local copy).")
     register(VocabularyDescriber)
-
-
-@hookimpl
-def register_label_generators(register: Register) -> None:
-    register(EnvisionLabels)
-    for family in FAMILY_GENERATORS:  # one family each, for other methods to reuse
-        register(family)

@@ -20,7 +20,7 @@ from PIL import Image
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
 from oodbench.generative import AdoptsBuiltModel, HubModel, ImageDescriber
-from oodbench.generative.prompts import parse_list_answer
+from oodbench.generative.parsing import parse_list_answer
 
 if TYPE_CHECKING:
     from oodbench.env import MethodEnv
@@ -156,10 +156,9 @@ class VocabularyDescriber(ImageDescriber):
         return hasattr(self, "_llm") and self._llm.uses_seed()
 
     def _words(self) -> list[str]:
-        from oodbench.generative.envision import KnowledgeEnvisioner
+        from oodbench.generative.nouns import concrete_nouns
 
-        words = [w for w, _ in KnowledgeEnvisioner()._pool()] if "wordnet" in self.vocabulary \
-            else []
+        words = [w for w, _ in concrete_nouns()] if "wordnet" in self.vocabulary else []
         if "corpus" in self.vocabulary:
             from oodbench.data.offline import catalog_concepts
 

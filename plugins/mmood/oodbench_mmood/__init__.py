@@ -1,1 +1,1 @@
-"""EOE and MM-OOD for oodbench."""
+"""MM-OOD for oodbench: outlier labels from a multimodal LLM, scored as EOE."""

@@ -33,8 +33,12 @@ from PIL import Image
 
 from oodbench.cache import atomic_write, content_key
 from oodbench.env import MethodEnv
-from oodbench.generative import prompts as P
-from oodbench.generative.labels import (
+from oodbench.interfaces import LabelGenerator
+from oodbench.labels.bank import cached_bank
+from oodbench.standins import check_backend
+from oodbench.types import LabelBank
+from oodbench_eoe import prompts as P
+from oodbench_eoe.labels import (
     HiddenParams,
     SynonymFilter,
     apply_cosine_filter,
@@ -42,10 +46,6 @@ from oodbench.generative.labels import (
     key_params,
     make_envisioner,
 )
-from oodbench.interfaces import LabelGenerator
-from oodbench.labels.bank import cached_bank
-from oodbench.standins import check_backend
-from oodbench.types import LabelBank
 
 TASKS = ("far", "near", "fine-grained", "unknown")
 

@@ -1,19 +1,11 @@
-"""Registers EOE's scorer, MM-OOD's label generators (whole and per branch), the methods."""
+"""Registers MM-OOD's label generators (whole and per branch), its offline renderer preset and
+the mmood method (which scores with EOE's scorer from oodbench-eoe)."""
 
 from __future__ import annotations
 
 from oodbench import ComponentRef, MethodSpec, hookimpl
 from oodbench.hookspecs import Register
 from oodbench_mmood.labels import MMOODFar, MMOODLabels, MMOODNear
-from oodbench_mmood.score import EOEScorer
-
-EOE_REFERENCE = ("Cao et al., Envisioning Outlier Exposure by Large Language Models for "
-                 "Out-of-Distribution Detection, ICML 2024")
-
-
-@hookimpl
-def register_scorers(register: Register) -> None:
-    register(EOEScorer)
 
 
 @hookimpl
@@ -35,15 +27,6 @@ def register_image_generators(register: Register) -> None:
 
 @hookimpl
 def register_methods(register: Register) -> None:
-    register(MethodSpec(
-        name="eoe",
-        description="EOE: LLM-envisioned outlier labels (offline default: the WordNet "
-                    "envisioner), score max ID p − 0.25·max outlier p.",
-        label_generator=ComponentRef("envision"),
-        scorer=ComponentRef("eoe"),
-        reference=EOE_REFERENCE,
-        interpolation="bilinear",  # EOE utils/train_eval_util.py: torchvision Resize(224)
-    ))
     register(MethodSpec(
         name="mmood",
         description="MM-OOD: outlier labels from a multimodal LLM shown ID train images (near) "

@@ -19,7 +19,7 @@ from oodbench.data.sources import resolve_source
 from oodbench.generative import ImageDescriber, ImageGenerator, TextGenerator
 from oodbench.runner import RunRequest, run
 from oodbench.types import RunContext
-from oodbench_mmood.score import eoe_score
+from oodbench_eoe.score import eoe_score
 
 POOLS = (["yellow", "cyan"], ["magenta", "grey"], ["orange", "purple"])
 LOG: dict[str, list] = {"llm": [], "describe": [], "render": []}
@@ -109,8 +109,10 @@ class Fakes:
 
 @pytest.fixture
 def mm_registry(registry):
+    from oodbench_eoe import plugin as eoe_plugin
     from oodbench_mmood import plugin
 
+    registry.add_plugin(eoe_plugin, "eoe", "oodbench-eoe")
     registry.add_plugin(plugin, "mmood", "oodbench-mmood")
     registry.add_plugin(Fakes(), "fakes")
     for calls in LOG.values():

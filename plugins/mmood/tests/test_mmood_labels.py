@@ -94,8 +94,10 @@ class FakePlugin:
 
 @pytest.fixture
 def mm_registry(registry):
+    from oodbench_eoe import plugin as eoe_plugin
     from oodbench_mmood import plugin
 
+    registry.add_plugin(eoe_plugin, "eoe", "oodbench-eoe")
     registry.add_plugin(plugin, "mmood", "oodbench-mmood")
     registry.add_plugin(FakePlugin(), "fakes")
     return registry

@@ -40,10 +40,13 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def with_mmood(monkeypatch) -> None:
-    """The CLI's registry: the built-ins plus this plugin (tests load no entry points)."""
+    """The CLI's registry: the built-ins, the mini world (the only entry point tests load) and
+    the eoe and mmood plugins."""
+    from oodbench_eoe import plugin as eoe_plugin
     from oodbench_mmood import plugin
 
-    registry = Registry().load(entry_points=False)
+    registry = Registry().load()
+    registry.add_plugin(eoe_plugin, "eoe", "oodbench-eoe")
     registry.add_plugin(plugin, "mmood", "oodbench-mmood")
     monkeypatch.setattr(plugins_module, "_REGISTRY", registry)
 

@@ -1,8 +1,10 @@
-"""Registers SynOOD's components and the synood method (plus its ablations)."""
+"""Registers SynOOD's components, its in-painting preset and the synood method (plus its
+ablations)."""
 
 from __future__ import annotations
 
 from oodbench import ComponentRef, MethodSpec, hookimpl
+from oodbench.generative.diffusion import DiffusersGenerator
 from oodbench.hookspecs import Register
 from oodbench_synood.classifiers import TorchvisionResNet50, ZeroShotHead
 from oodbench_synood.finetune import LabelTuner, ProjectionTuner
@@ -23,6 +25,22 @@ def synood_spec(name: str, description: str, synth: dict | None = None,
                     ComponentRef("synood-label-tuning", stage_b or {})),
         scorer=ComponentRef("neglabel", {"id_template": "a nice {}"}),
         reference=REFERENCE,
+    )
+
+
+@hookimpl
+def register_image_generators(register: Register) -> None:
+    # SynOOD's in-painting settings: 512², 20 steps at strength 0.6 (13 UNet calls), guidance 8
+    register(
+        DiffusersGenerator,
+        name="diffusers-inpaint",
+        defaults={
+            "model": "stabilityai/stable-diffusion-2-inpainting",
+            "steps": 20,
+            "strength": 0.6,
+            "guidance": 8.0,
+        },
+        description="SD-2-inpainting via diffusers with SynOOD's settings (20 steps, 0.6, 8).",
     )
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from oodbench_mmood.score import eoe_score
+from oodbench_eoe.score import eoe_score
 
 
 def test_eoe_score_by_hand():

@@ -1,9 +1,9 @@
 """Envisioners answer EOE's three requests (far, near, fine-grained) plus broad categories.
 
-* :class:`LLMEnvisioner` asks a text LLM with the prompt families of ``prompts.py``. With
-  ``order_seed`` set it lists the ID names (far, fine-grained) and the near few-shot examples
-  in an order drawn from that seed: a greedy model then answers each independent generation
-  differently without sampling.
+* :class:`LLMEnvisioner` asks a text LLM with the prompt families of
+  :mod:`oodbench_eoe.prompts`. With ``order_seed`` set it lists the ID names (far,
+  fine-grained) and the near few-shot examples in an order drawn from that seed: a greedy
+  model then answers each independent generation differently without sampling.
 * :class:`KnowledgeEnvisioner` answers the same requests from WordNet, ranked with the
   backbone's text encoder: deterministic, seconds, no model download. It is what CI and the
   offline default use, and records say so (``envisioner: knowledge``): its labels are not an
@@ -21,16 +21,15 @@ import torch
 
 from oodbench.cache import content_key
 from oodbench.generative import TextGenerator
-from oodbench.generative import prompts as P
+from oodbench.generative.nouns import concrete_nouns
+from oodbench.generative.parsing import parse_list_answer
 from oodbench.labels import wordnet
+from oodbench_eoe import prompts as P
 
 if TYPE_CHECKING:
     from oodbench.env import MethodEnv
 
 T = TypeVar("T")
-
-CONCRETE = {"noun.animal", "noun.artifact", "noun.food", "noun.object", "noun.plant",
-            "noun.body", "noun.substance", "noun.phenomenon"}
 
 
 @dataclass
@@ -80,14 +79,14 @@ class LLMEnvisioner:
         names = self._order(id_names, "broad")
         answer = self._ask([[{"role": "user", "content": P.broad_prompt(names, m)}]],
                            "broad")[0]
-        return P.parse_list_answer(answer)[:m]
+        return parse_list_answer(answer)[:m]
 
     def _multi_turn(self, first: str, more: str, count: int, kind: str) -> list[str]:
         chat: P.Chat = [{"role": "user", "content": first}]
         found: list[str] = []
         for _ in range(self.max_turns):
             answer = self._ask([chat], kind)[0]
-            found += P.parse_list_answer(answer)
+            found += parse_list_answer(answer)
             if len(dict.fromkeys(found)) >= count:
                 break
             chat = [*chat, {"role": "assistant", "content": answer},
@@ -104,7 +103,7 @@ class LLMEnvisioner:
         examples = self._order(P.NEAR_EXAMPLES, "near")
         answers = self._ask([P.near_chat(name, count, examples=examples) for name in id_names],
                             "near")
-        return [P.parse_list_answer(a) for a in answers]
+        return [parse_list_answer(a) for a in answers]
 
     def fine_grained(self, env: MethodEnv, id_names: Sequence[str], kind: str,
                      count: int) -> list[str]:
@@ -124,17 +123,6 @@ class KnowledgeEnvisioner:
 
     identity = "knowledge:wordnet-3.0"  # deterministic: the same answers for every seed
 
-    def _pool(self) -> list[tuple[str, int]]:
-        """Familiar concrete nouns: (lemma, synset) with at least one sense-tagged use."""
-        nouns, index = wordnet.load_synsets()["n"], wordnet.noun_index()
-        pool = []
-        for lemma, (tagged, offsets) in index.items():
-            if tagged < 1 or len(lemma.split()) > 3 or not lemma.isascii():
-                continue
-            first = next((nouns[o] for o in offsets if o in nouns), None)
-            if first is not None and first.lexfile in CONCRETE:
-                pool.append((lemma, first.offset))
-        return sorted(pool)
 
     def _embed(self, env: MethodEnv, names: Sequence[str]) -> torch.Tensor:
         return env.text_features([self.template.format(n) for n in names])
@@ -168,13 +156,13 @@ class KnowledgeEnvisioner:
         """Nouns outside the broad categories' branches, most similar to those categories."""
         banned = {s.offset for s in self._synsets(broad)} | {s.offset for s in
                                                               self._synsets(id_names)}
-        pool = [(w, o) for w, o in self._pool()
+        pool = [(w, o) for w, o in concrete_nouns()
                 if not banned & set(wordnet.ancestors(o))]
         return self._rank(env, pool, list(broad) or list(id_names), count, reduce="max")
 
     def near(self, env: MethodEnv, id_names: Sequence[str], count: int) -> list[list[str]]:
         """Per class: nouns from other branches (not under its grandparent), most similar."""
-        pool = self._pool()
+        pool = concrete_nouns()
         out = []
         for name in id_names:
             synset = wordnet.first_noun_sense(name)

@@ -1,4 +1,7 @@
-"""The ``envision`` label generator: EOE-style outlier labels from an envisioner."""
+"""The ``envision`` label generator (EOE-style outlier labels from an envisioner), its
+fixed-family variants (``envision-broad/far/near/fine``) and the pieces MM-OOD reuses
+(``make_envisioner``, ``apply_cosine_filter``, the ``HiddenParams`` / ``SynonymFilter`` mixins).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from typing import Any, ClassVar
 
 from oodbench.env import MethodEnv
 from oodbench.errors import ParameterError
-from oodbench.generative import prompts as P
-from oodbench.generative.envision import KnowledgeEnvisioner, LLMEnvisioner
 from oodbench.interfaces import LabelGenerator
 from oodbench.labels.bank import cached_bank
 from oodbench.labels.synonyms import (
@@ -18,6 +19,8 @@ from oodbench.labels.synonyms import (
 )
 from oodbench.standins import check_backend
 from oodbench.types import LabelBank
+from oodbench_eoe import prompts as P
+from oodbench_eoe.envision import KnowledgeEnvisioner, LLMEnvisioner
 
 TASKS = ("far", "near", "fine-grained")
 PROMPT_ORDERS = ("auto", "fixed", "seeded")

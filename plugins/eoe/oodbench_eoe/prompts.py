@@ -1,11 +1,14 @@
-"""EOE-style prompt families, answer parsing and filters, shared by every envisioner.
+"""EOE-style prompt families and EOE's filters, shared by every envisioner.
 
 The three families follow EOE (Cao et al., ICML'24): *far* (summarise the ID set's broad
 visual categories, then list classes that look like them but are unrelated, over several
 "more" turns), *near* (per ID class, a few visually similar classes from other domains, with
-few-shot examples) and *fine-grained* (other species of the same kind, not in the dataset). The
-wording is ours; ``PROMPT_VERSION`` changes whenever it does, and its hash is stored with every
-label bank so cached answers are never mixed across wordings.
+few-shot examples) and *fine-grained* (other species of the same kind, not in the dataset).
+Each family has an image variant for multimodal models (``near_chat(with_image=True)``,
+``elaborate_prompt``), which MM-OOD asks. The wording is ours; ``PROMPT_VERSION`` changes
+whenever it does, and the hash of the whole set (image variants included) is stored with every
+label bank so cached answers are never mixed across wordings. Answers are parsed by the core's
+:func:`oodbench.generative.parsing.parse_list_answer`.
 """
 
 from __future__ import annotations
@@ -104,46 +107,6 @@ def prompts_hash() -> str:
               fine_prompt(["a"], "k", 1), fine_more_prompt("k", 1), broad_prompt(["a"], 1),
               elaborate_prompt(["a"], 1))
     return content_key(PROMPT_VERSION, sample)[:16]
-
-
-# -- parsing -------------------------------------------------------------------------------------
-_BULLET = re.compile(r"^\s*(?:[-*•·>]+|\d+\s*[.)\]:-]|\(?[a-z]\)|#+)\s*", re.IGNORECASE)
-_PAREN = re.compile(r"\s*[\(\[].*?[\)\]]\s*")
-_WRAPPED = re.compile(r"^\[([^\[\]]+)\]")
-_TAIL = re.compile(r"[\s.,;:!?'\"`]+$")
-_HEAD = re.compile(r"^[\s'\"`*]+")
-_PREAMBLE = re.compile(r"(these|here|sure|certainly|the following|below).*:\s*$", re.IGNORECASE)
-
-
-_INLINE_NUMBER = re.compile(r"(?<=\S)\s+(?=\d+\s*[.)]\s)")
-
-
-def parse_list_answer(text: str, max_words: int = 4) -> list[str]:
-    """Labels from a messy list answer: "- x", "1. x", "* **x**", "x, y, z", "x (note)".
-
-    When any line is a list item (bullet or number), only list items count, as in EOE's
-    parser; otherwise the answer is read as comma- or line-separated names, after any
-    "Here are ...:" preamble.
-    """
-    lines = [piece for line in text.splitlines() if line.strip()
-             for piece in _INLINE_NUMBER.split(line)]
-    bulleted = [line for line in lines if _BULLET.match(line)]
-    if bulleted:
-        # "- 1 - x" / "1. - x": a bullet and a number, both dropped
-        bodies = [_BULLET.sub("", _BULLET.sub("", line, count=1), count=1) for line in bulleted]
-    else:
-        bodies = [line.rsplit(": ", 1)[-1] for line in lines if not _PREAMBLE.search(line)]
-    items: list[str] = []
-    for body in bodies:
-        for part in body.split(",") if "," in body else [body]:
-            part = part.split(" - ")[0].split(": ")[0]
-            # "[book] (note)": the item in brackets (models copy our "[name]" prompt style)
-            part = _WRAPPED.sub(r"\1 ", part.strip())
-            part = _PAREN.sub(" ", part.replace("**", "").replace("__", ""))
-            part = " ".join(_TAIL.sub("", _HEAD.sub("", part)).lower().split())
-            if part and len(part.split()) <= max_words and re.search(r"[a-z]", part):
-                items.append(part)
-    return items
 
 
 # -- filters (EOE) -------------------------------------------------------------------------------
