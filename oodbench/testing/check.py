@@ -249,9 +249,12 @@ def _param_problem(cls: type, name: str, annotation: Any,
         return (f"parameter {name!r} has type {annotation!r}, which --param cannot produce",
                 "use int, float, str, bool, a Literal, list[...], tuple[...], dict or "
                 "Optional of these")
-    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
         return (f"parameter {name!r} has no default", f"give {name} a default value")
-    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
     where = f"{cls.__name__}.{name}"
     try:
         if coerce(value, annotation, where) != value:
