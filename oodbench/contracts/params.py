@@ -103,15 +103,6 @@ def _parse_json(text: str, where: str) -> Any:
         raise ParameterError(f"{where}: {text!r} is not valid JSON ({exc.msg}).") from None
 
 
-def choices(annotation: Any) -> tuple[Any, ...]:
-    """The allowed values of a ``Literal`` parameter (also inside ``X | None``); () otherwise."""
-    if typing.get_origin(annotation) is typing.Literal:
-        return typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return tuple(c for arg in typing.get_args(annotation) for c in choices(arg))
-    return ()
-
-
 def parse_param_args(items: list[str]) -> dict[str, str]:
     """``["scorer.temperature=0.5", "k=3"]`` -> ``{"scorer.temperature": "0.5", "k": "3"}``."""
     out: dict[str, str] = {}
