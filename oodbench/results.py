@@ -35,7 +35,10 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
 * ``curves``: per set, score histograms (ID vs OOD) and a down-sampled ROC curve, for plots
 * ``environment``: versions, git revision, device, dtype; ``seed``; ``created`` (UTC)
 
-Records are written atomically and only once the whole run has succeeded.
+Records are written atomically and only once the whole run has succeeded. Beside each record,
+``<stem>.scores.npz`` holds the per-image scores (one row per generation; the ID set and every
+OOD set in suite order, with a key of the scored images): what the leaderboard's paired
+bootstrap (:mod:`oodbench.significance`) compares two runs on.
 """
 
 from __future__ import annotations

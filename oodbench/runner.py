@@ -165,8 +165,23 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     if store.stats.notes:  # e.g. why --decode gpu fell back to the CPU path
         record["notes"] = {**(record.get("notes") or {}), "features": list(store.stats.notes)}
     if request.output_dir is not None and processes.is_main:
-        record["path"] = str(write_record(record, request.output_dir))
+        path = write_record(record, request.output_dir)
+        record["path"] = str(path)
+        _write_scores(path, outcomes, id_images, ood_images)
     return record
+
+
+def _write_scores(record_path: Path, outcomes: list[Generation], id_images: ImageList,
+                  ood_images: dict[str, ImageList]) -> None:
+    """The per-image scores beside the record (``<stem>.scores.npz``, one row per generation):
+    what the leaderboard's paired bootstrap compares two methods on."""
+    from oodbench.significance import write_scores
+
+    images = content_key("scored-images/1", id_images.fingerprint,
+                         *(f"{name}={ood_images[name].fingerprint}" for name in ood_images))
+    write_scores(record_path, np.stack([o.id_scores for o in outcomes]),
+                 {name: np.stack([o.ood_scores[name] for o in outcomes]) for name in ood_images},
+                 images=images)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +222,17 @@ def test_label_generator_contract_declares_generations():
     plain.generations = 0
     with pytest.raises(OODBenchError, match=r"plain\.generations must be an integer >= 1"):
         generations_of([("label_generator", plain)])
+
+
+def test_the_per_image_scores_are_written_beside_the_record(registry, colour_suite, tmp_path):
+    from oodbench.significance import auroc, read_scores, scores_path
+
+    out = tmp_path / "results"
+    record = run(RunRequest("mcm", str(colour_suite), output_dir=out), _ctx(tmp_path), registry)
+    scores = read_scores(scores_path(Path(record["path"])))
+    assert set(scores.ood) == set(record["metrics"])
+    for name, entry in record["metrics"].items():  # the sidecar reproduces every AUROC
+        assert auroc(scores.id[0], scores.ood[name][0]) == pytest.approx(entry["auroc"], abs=1e-9)
+        assert scores.ood[name].shape == (1, entry["n_ood"])
+    assert scores.id.shape == (1, next(iter(record["metrics"].values()))["n_id"])
+    assert scores.images is not None and len(scores.images) == 64
