@@ -100,7 +100,7 @@ class ImageDescriber(Component):
     def describe(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[str]:
         """One answer per (image, prompt) pair."""
 
-    def bind(self, env: object) -> None:
+    def bind(self, env: Any) -> None:
         """Give the describer the run (backbone, caches); model-backed describers ignore it."""
 
     @abstractmethod
@@ -160,7 +160,8 @@ class AdoptsBuiltModel:
     def from_model(cls, model: Any, processor: Any, device: str = "cpu", **params: Any) -> Any:
         """The backend around ``model`` and its tokenizer/processor (e.g. random-initialised
         real architectures for timing); ``params`` are the component's own parameters."""
-        backend = cls(device=device, **params)
+        make: Any = cls  # the concrete backend: a dataclass with a ``device`` field
+        backend = make(device=device, **params)
         backend._adopt(model, processor, device)
         return backend
 

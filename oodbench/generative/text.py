@@ -68,7 +68,7 @@ class TransformersTextGenerator(HubModel, AdoptsBuiltModel, TextGenerator):
                                    "extra): pip install 'oodbench[mllm]'")
         try:
             tokenizer = AutoTokenizer.from_pretrained(model, gguf_file=gguf)
-            llm = AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf)
+            llm: Any = AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf)
         except ImportError as exc:  # an optional loader dependency of transformers
             raise MissingDataError(f"Cannot load LLM {self.model!r}: {' '.join(str(exc).split())}"
                                    f" (pip install 'oodbench[mllm]').") from None

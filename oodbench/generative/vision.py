@@ -56,7 +56,7 @@ class TransformersDescriber(HubModel, AdoptsBuiltModel, ImageDescriber):
                                    "pip install 'oodbench[mllm]'") from None
         try:
             processor = AutoProcessor.from_pretrained(self.model)
-            model = AutoModelForImageTextToText.from_pretrained(self.model)
+            model: Any = AutoModelForImageTextToText.from_pretrained(self.model)
         except OSError as exc:
             raise OfflineError(
                 f"Cannot load MLLM {self.model!r}: {' '.join(str(exc).split())[:120]}. Download"
