@@ -267,7 +267,7 @@ def _make_registrations(
     if not reg_name:
         raise PluginError(f"{obj.__name__} has no name; set the class attribute `name`")
     yield Registration(kind, reg_name, obj, info.name, info.distribution, dict(defaults or {}),
-                       description or obj.description)
+                       description or str(getattr(obj, "description", "")))
 
 
 def _base_class(kind: str) -> type:

@@ -144,7 +144,8 @@ def test_results_folder_defaults_to_oodbench_results(cli_registry, colour_suite,
     result = runner.invoke(app, ["run", "-m", "mcm", "-s", str(colour_suite), "--device", "cpu",
                                  "--cache-dir", str(tmp_path / "c"), "--workers", "0"])
     assert result.exit_code == 0, result.output
-    assert [p.name for p in (tmp_path / "records").iterdir()] == ["mcm--colours--toy-colour.json"]
+    written = [p.name for p in (tmp_path / "records").glob("*.json")]
+    assert written == ["mcm--colours--toy-colour.json"]
     assert not (tmp_path / "results").exists()
 
 

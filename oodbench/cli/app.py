@@ -22,11 +22,13 @@ class OneLineErrors(TyperGroup):
     """Usage errors (a bad choice, a missing option) print one line and exit 2, as every other
     oodbench error does, instead of click's usage box."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone = kwargs.pop("standalone_mode", True)
+        kwargs["standalone_mode"] = False  # errors come back here instead of being printed
+        if not standalone:
+            return super().main(*args, **kwargs)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, **kwargs)
         except UsageError as exc:
             sys.exit(_usage_error(exc))
         except ClickException as exc:

@@ -30,8 +30,9 @@ def labels_list(cache_dir: CacheOption = None, as_json: JsonOpt = False) -> None
     with user_errors():
         from oodbench.labels.bank import list_banks
 
-        rows = [{"key": key, "generator": bank.generator, "labels": len(bank.labels),
-                 "source": bank.source} for key, bank in list_banks(_cache(cache_dir))]
+        rows: list[dict[str, Any]] = [
+            {"key": key, "generator": bank.generator, "labels": len(bank.labels),
+             "source": bank.source} for key, bank in list_banks(_cache(cache_dir))]
         if as_json:
             print_json(rows)
             return

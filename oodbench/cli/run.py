@@ -20,13 +20,13 @@ from oodbench.cli.common import (
 from oodbench.errors import ParameterError
 
 DEFAULT_SUITE = "offline-far"
-STAGES = ("labels", "synthesize", "finetune")
 METRIC_KEYS = ("fpr95", "auroc", "aupr_in", "aupr_out")  # the table's column order
 
 Dtype = Literal["auto", "float32", "float16", "bfloat16"]
 Decode = Literal["cpu", "gpu"]
 FprConvention = Literal["paper", "openood"]
 Stage = Literal["labels", "synthesize", "finetune"]
+STAGES: tuple[Stage, ...] = ("labels", "synthesize", "finetune")
 
 MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Method name or YAML file.")]
 SuiteOpt = Annotated[str, typer.Option("--suite", "-s", help="Suite name or YAML file.")]
@@ -81,10 +81,11 @@ def run(
                                    ("--bootstrap", bootstrap, 0)):
             if value is not None and value < least:  # before any work, not after the run
                 raise ParameterError(f"{flag} must be >= {least}, got {value}.")
-        if fpr_convention is None:  # the suite's own convention (imagenet-openood: openood)
+        convention: str | None = fpr_convention
+        if convention is None:  # the suite's own convention (imagenet-openood: openood)
             from oodbench.runner import resolve_suite
 
-            fpr_convention = resolve_suite(registry(), suite).fpr_convention or "paper"
+            convention = resolve_suite(registry(), suite).fpr_convention or "paper"
         ctx = _context(device, dtype, decode, cache_dir, rerun_from, seed, batch_size, workers)
         bparams = parse_param_args(backbone_param or [])
         if weights:
@@ -92,7 +93,7 @@ def run(
         request = RunRequest(method=method, suite=suite, backbone=backbone,
                              params=parse_param_args(param or []), backbone_params=bparams,
                              output_dir=output or results_dir(), bootstrap=bootstrap,
-                             fpr_convention=fpr_convention)
+                             fpr_convention=convention)
         with progress() as phase:
             record = run_benchmark(request, ctx, registry(), log=log, progress=phase)
         if as_json:
@@ -101,8 +102,8 @@ def run(
             print_record(record)
 
 
-def _context(device: str, dtype: str, decode: str, cache_dir: Path | None,
-             rerun_from: str | None, seed: int, batch_size: int, workers: int | None) -> Any:
+def _context(device: str, dtype: Dtype, decode: Decode, cache_dir: Path | None,
+             rerun_from: Stage | None, seed: int, batch_size: int, workers: int | None) -> Any:
     """The run's RunContext from the already validated options."""
     import torch
 
