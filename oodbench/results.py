@@ -16,10 +16,12 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
 * ``metrics``: OOD set -> {group, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood[, ci]}
 * ``groups``: near / far -> unweighted means over the group's sets
 * ``id_accuracy``, ``fpr_convention`` ("paper" or "openood"), ``source`` ("offline" | "real")
-* ``generations`` (only when a stochastic label generator ran N > 1 independent generations):
+* ``generations`` (only when the run averaged N > 1 seeds, see :mod:`oodbench.seeds`: stochastic
+  methods on the offline suites, ``--seeds N``, a label generator's ``generations``):
   ``metrics``, ``groups`` and ``id_accuracy`` above are then the MEANS over the generations, and
   this block holds ``n``; ``seeds`` (run seed + 0..N-1); ``label_sets`` (per generation, the
-  index of its distinct label bank: equal banks share one set of scores) and
+  index of its distinct set of scores: equal label banks share one, unless a component has a
+  ``seed`` parameter of its own) and
   ``distinct_label_sets``; ``std_ddof`` (1: sample standard deviation); ``per_generation``: per
   generation {seed, label_set, labels (count), id_accuracy, metrics: set -> {auroc, fpr95,
   aupr_in, aupr_out[, ci]}, groups: group -> {auroc, fpr95, aupr_in, aupr_out}}; ``std``:

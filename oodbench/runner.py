@@ -45,6 +45,7 @@ from oodbench.results import (
     utc_now,
     write_record,
 )
+from oodbench.seeds import generation_count, has_seed_parameter, seeds_moved_on
 from oodbench.standins import is_offline, substitutions, with_paper_settings
 
 
@@ -58,6 +59,7 @@ class RunRequest:
     output_dir: Path | None = None
     bootstrap: int = 0
     fpr_convention: str = "paper"
+    seeds: int | None = None  # generations to average (None: oodbench.seeds decides)
 
 
 def _yaml_file(kind: str, name: str) -> Path | None:
@@ -148,9 +150,10 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
         id_feats = env.encode(id_images, f"encode {suite.id_name} (ID)")
         ood_feats = {name: env.encode(images, f"encode {name}")
                      for name, images in ood_images.items()}
+    count = generation_count(components, request.seeds, request.params, not real)
     outcomes = _generations(env, components, (id_images, id_feats),
                             {name: (ood_images[name], fs) for name, fs in ood_feats.items()},
-                            timer, log)
+                            timer, log, count)
 
     record = _record(request, ctx, registry, spec, suite, backbone_name, backbone, components,
                      id_feats, ood_feats, outcomes)
@@ -197,56 +200,56 @@ class Generation:
     notes: dict[str, Any]
 
 
-def generations_of(components: list[tuple[str, Any]]) -> int:
-    """N from the label generator's ``generations`` (:class:`~oodbench.contracts.LabelGenerator`
-    declares it: 1 unless the generator has it as a parameter)."""
-    for role, component in components:
-        if role == "label_generator":
-            value = component.generations
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise OODBenchError(f"{component.name}.generations must be an integer >= 1, "
-                                    f"got {value!r}.")
-            return value
-    return 1
-
-
 def _generations(env: MethodEnv, components: list[tuple[str, Any]],
                  id_set: tuple[ImageList, FeatureSet],
                  ood_sets: dict[str, tuple[ImageList, FeatureSet]], timer: Timer,
-                 log: Callable[[str], None]) -> list[Generation]:
-    """Run labels -> ... -> score once per generation; repeated label banks reuse scores.
-    Each evaluated set comes as (its images, their features)."""
-    count = generations_of(components)
+                 log: Callable[[str], None], count: int) -> list[Generation]:
+    """Run labels -> ... -> score once per generation (seeds: :mod:`oodbench.seeds`);
+    repeated label banks reuse scores. Each evaluated set comes as (its images, features)."""
     outcomes: list[Generation] = []
     first_seen: dict[str, Generation] = {}  # label bank fingerprint -> its first generation
-    scorer = components[-1][1]
     for g in range(count):
         seed = env.ctx.seed + g
         genv = env if g == 0 else dataclasses.replace(
             env, ctx=dataclasses.replace(env.ctx, seed=seed), notes={})
         if count > 1:
             log(f"generation {g + 1}/{count} (seed {seed})")
-        head, bank, label_info = _labels(genv, components, timer)
-        fingerprint = _bank_fingerprint(bank) if count > 1 else None
-        earlier = first_seen.get(fingerprint) if fingerprint is not None else None
-        if earlier is not None:
-            log(f"generation {g + 1}: the same labels as seed {earlier.seed}; reusing its scores")
-            outcomes.append(dataclasses.replace(earlier, seed=seed, label_info=label_info,
-                                                notes=genv.notes))
-            continue
-        head = _prepare(genv, components, head, bank, timer)
-        with timer.stage("score"):
-            device = env.ctx.device
-            head = head.to(device)
-            id_scores, predictions = _score(genv, scorer, head, *id_set)
-            ood_scores = {name: _score(genv, scorer, head, *pair)[0]
-                          for name, pair in ood_sets.items()}
-        outcome = Generation(seed, len(first_seen), label_info, id_scores, predictions,
-                             ood_scores, genv.notes)
-        if fingerprint is not None:
-            first_seen[fingerprint] = outcome
+        distinct = len({o.label_set for o in outcomes})
+        with seeds_moved_on(components, g):
+            outcome = _generation(genv, components, id_set, ood_sets, timer, log,
+                                  first_seen if count > 1 else None, distinct)
         outcomes.append(outcome)
     return outcomes
+
+
+def _generation(env: MethodEnv, components: list[tuple[str, Any]],
+                id_set: tuple[ImageList, FeatureSet],
+                ood_sets: dict[str, tuple[ImageList, FeatureSet]], timer: Timer,
+                log: Callable[[str], None], first_seen: dict[str, Generation] | None,
+                distinct: int) -> Generation:
+    """One generation (``env`` carries its seed). ``first_seen`` (several generations) maps
+    label banks to the generation that scored them; ``distinct``: score sets so far."""
+    head, bank, label_info = _labels(env, components, timer)
+    # equal labels give equal scores only when no component draws from a seed of its own
+    fingerprint = (_bank_fingerprint(bank)
+                   if first_seen is not None and not has_seed_parameter(components) else None)
+    earlier = first_seen.get(fingerprint) if first_seen and fingerprint else None
+    if earlier is not None:
+        log(f"the same labels as seed {earlier.seed}; reusing its scores")
+        return dataclasses.replace(earlier, seed=env.ctx.seed, label_info=label_info,
+                                   notes=env.notes)
+    head = _prepare(env, components, head, bank, timer)
+    scorer = components[-1][1]
+    with timer.stage("score"):
+        head = head.to(env.ctx.device)
+        id_scores, predictions = _score(env, scorer, head, *id_set)
+        ood_scores = {name: _score(env, scorer, head, *pair)[0]
+                      for name, pair in ood_sets.items()}
+    outcome = Generation(env.ctx.seed, distinct, label_info, id_scores, predictions,
+                         ood_scores, env.notes)
+    if first_seen is not None and fingerprint is not None:
+        first_seen[fingerprint] = outcome
+    return outcome
 
 
 def _bank_fingerprint(bank: LabelBank | None) -> str | None:

@@ -208,7 +208,7 @@ def test_a_component_returning_the_wrong_type_is_one_line(registry, colour_suite
 
 def test_label_generator_contract_declares_generations():
     from oodbench.contracts import LabelGenerator
-    from oodbench.runner import generations_of
+    from oodbench.seeds import declared_generations as generations_of
 
     class Plain(LabelGenerator):
         name = "plain"
