@@ -116,3 +116,20 @@ def test_csp_on_the_colour_suite(registry, colour_suite, tmp_path):
     again = run(RunRequest("csp", str(colour_suite), params=params), ctx, registry)
     assert again["cache"]["texts_encoded"] == 0  # bank and embeddings from the cache
     assert again["metrics"] == record["metrics"]
+
+
+def test_the_paper_ensembles_fill_in_on_real_suites_only():
+    from oodbench.baselines.csp import CSPScorer
+    from oodbench.standins import substitutions, with_paper_settings
+
+    real = with_paper_settings(CSPMining, {}, real=True)
+    assert real == {"noun_templates": list(NOUN_TEMPLATES),
+                    "adjective_templates": list(ADJECTIVE_TEMPLATES)}
+    assert with_paper_settings(CSPScorer, {}, real=True) == {"id_templates": list(NOUN_TEMPLATES)}
+    assert with_paper_settings(CSPMining, {}, real=False) == {}
+    # offline: one template each, the same one for the ID labels and the nouns
+    assert CSPMining().noun_templates == CSPScorer().id_templates == ["the nice {}"]
+    components = [("label_generator", CSPMining(**real)),
+                  ("scorer", CSPScorer(id_templates=list(NOUN_TEMPLATES)))]
+    assert substitutions(components) == {}
+    assert "csp-mining.noun_templates" in substitutions([("label_generator", CSPMining())])
