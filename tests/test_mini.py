@@ -182,3 +182,18 @@ def test_minilm_matches_transformers_bert() -> None:
     weights = mask[..., None].float()
     pooled_ref = torch.nn.functional.normalize((ref * weights).sum(1) / weights.sum(1), dim=-1)
     assert (tower.encode(texts[:3]) - pooled_ref[:3]).abs().max() < 1e-5  # not truncated
+
+
+def test_fetch_offline_without_the_mini_world_is_one_line(monkeypatch) -> None:
+    """A core-only install: `data fetch-offline` names the distribution to install."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from oodbench.cli import app
+
+    monkeypatch.setitem(sys.modules, "oodbench_mini.fetch", None)  # import raises ImportError
+    result = CliRunner().invoke(app, ["data", "fetch-offline"])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "pip install -e plugins/mini" in lines[0], result.output
