@@ -127,8 +127,10 @@ class SynOODSynthesizer(Synthesizer):
         mine = self._share(chosen, procs)
         todo = self._todo(env, folder, mine)
         if todo:
+            batches = [mine[k : k + self.batch_size] for k in range(0, len(mine), self.batch_size)]
             with torch_threads(self.threads if env.device.type == "cpu" else 0):
-                self._make(env, train, todo, folder, inpainter, describer, run["step"])
+                self._make(env, train, batches, set(todo), folder, inpainter, describer,
+                           run["step"])
         made: dict[int, dict[str, Any]] = {}
         for part in procs.gather(self._manifest(folder, mine)):  # every process's images
             made.update(part)
@@ -195,25 +197,30 @@ class SynOODSynthesizer(Synthesizer):
     def _out(folder: Path, index: int) -> Path:
         return folder / f"{index:07d}.png"
 
-    def _make(self, env: MethodEnv, train: Any, todo: list[int], folder: Path, inpainter: Any,
-              describer: Any, step: float) -> None:
+    def _make(self, env: MethodEnv, train: Any, batches: list[list[int]], todo: set[int],
+              folder: Path, inpainter: Any, describer: Any, step: float) -> None:
+        """Write the images of ``todo``. Each batch that holds one is made whole, so that an
+        image made again (a resumed run) comes out as in an uninterrupted run: the batch's
+        images are guided together (the guidance score is their mean)."""
         classifier = make_classifier(self.classifier, env)
         margin = effective_margin(self.margin, classifier.num_classes, self.relative_margin)
         update = env.progress("synthesize (synood)", len(todo)) if env.progress else None
-        size = inpainter.resolution
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
+        done = 0
+        for batch in [b for b in batches if todo.intersection(b)]:
             sources = [train.open(i) for i in batch]
             classes = [env.suite.classes[int(train.labels[i])] for i in batch]
             answers = describer.context(sources, classes)
             prompts = [self.prompt_template.format(a[: self.answer_chars]) for a in answers]
-            pixels = torch.stack([to_tensor(im, size) for im in sources]).to(env.device)
+            pixels = torch.stack([to_tensor(im, inpainter.resolution)
+                                  for im in sources]).to(env.device)
             noise = torch.cat([inpainter.noise(1, noise_seed(self.seed, train.keys[i]))
                                for i in batch])
             made, scores = guided_inpaint(inpainter, classifier, pixels, prompts, noise,
                                           self.iterations, margin, step,
                                           self.strength, self.steps, self.guidance)
             for j, i in enumerate(batch):
+                if i not in todo:
+                    continue
                 out = self._out(folder, i)
                 image = _to_image(made[j])
                 atomic_write(out, lambda tmp, im=image: im.save(tmp, format="PNG"))
@@ -221,8 +228,9 @@ class SynOODSynthesizer(Synthesizer):
                          "class": classes[j], "answer": answers[j], "prompt": prompts[j],
                          "guidance_scores": scores, "seed": self.seed}
                 atomic_write_text(out.with_suffix(".json"), json.dumps(entry))
+                done += 1
             if update:
-                update(min(start + len(batch), len(todo)), len(todo))
+                update(done, len(todo))
 
 
 def image_opens(path: Path) -> bool:
