@@ -4,7 +4,8 @@ Schema ``oodbench.result/1`` (all metric values are fractions in [0, 1]):
 
 * ``method``: name; ``method_spec``: the composition; ``params``: component -> parameters
 * ``suite``: name, version, hash (of the resolved suite file), task
-* ``overrides`` (only when ``-p`` was given): the overrides as given; the file name then ends in
+* ``overrides`` (only when ``-p`` or ``--seeds`` was given): the overrides as given (``--seeds``
+  under that key); the file name then ends in
   ``--p<first 8 hex digits of their hash>.json``
 * ``substitutions`` (records of real suites): ``component.parameter`` -> value for every paper
   setting the run replaced by a stand-in (empty: the paper's setting)

@@ -386,8 +386,10 @@ def _record(request: RunRequest, ctx: RunContext, registry: Registry, spec: Meth
     }
     if not offline:  # paper settings the run departs from (always present on real data)
         record["substitutions"] = substitutions(components)
-    if request.params:  # -p overrides, as given: they also name the record's file
-        record["overrides"] = dict(sorted(request.params.items()))
+    # -p overrides and --seeds, as given: they also name the record's file
+    overrides = {**request.params, **({"--seeds": str(request.seeds)} if request.seeds else {})}
+    if overrides:
+        record["overrides"] = dict(sorted(overrides.items()))
     if generations is not None:
         record["generations"] = generations
     record["components"] = component_sources(registry, spec, backbone_name)

@@ -83,3 +83,19 @@ def test_seeds_gives_one_generation_per_seed(registry, colour_suite, tmp_path) -
     first, second = (g["metrics"] for g in block["per_generation"])
     assert first == second
     assert all(v["auroc"] == 0 for v in block["std"]["metrics"].values())
+
+
+@pytest.mark.offline_data
+def test_seeds_option_averages_and_names_the_record(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from oodbench.cli import app
+
+    result = CliRunner().invoke(app, ["run", "-m", "mcm", "-s", "offline-far", "--seeds", "2",
+                                      "-o", str(tmp_path), "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    (path,) = tmp_path.glob("mcm--offline-far--mini--p*.json")  # never the default record
+    record = json.loads(path.read_text())
+    assert record["overrides"] == {"--seeds": "2"} and record["generations"]["n"] == 2

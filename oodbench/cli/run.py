@@ -52,6 +52,9 @@ OutputOpt = Annotated[Path | None, typer.Option(
 CacheOpt = Annotated[Path | None, typer.Option(help="Cache folder (default: $OODBENCH_CACHE).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of every random choice in the run.")]
 BootstrapOpt = Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs (0 = off).")]
+SeedsOpt = Annotated[int | None, typer.Option(
+    help="Seeds to average (generations: run seed + 0..N-1; >= 1). Default: 3 for a stochastic "
+         "method on the offline suites, else 1 (or the label generator's generations).")]
 FprOpt = Annotated[FprConvention | None, typer.Option(
     help="FPR95 threshold: paper (ID recall 95%) or openood; default: the suite's "
          "fpr_convention, else paper.")]
@@ -68,7 +71,7 @@ def run(
     backbone_param: BackboneParamOpt = None, weights: WeightsOpt = None,
     output: OutputOpt = None, cache_dir: CacheOpt = None, seed: SeedOpt = 0,
     bootstrap: BootstrapOpt = 0, fpr_convention: FprOpt = None, as_json: JsonOpt = False,
-    rerun_from: RerunOpt = None,
+    rerun_from: RerunOpt = None, seeds: SeedsOpt = None,
 ) -> None:
     """Run one method on one suite and write a result record."""
     with user_errors():
@@ -78,7 +81,7 @@ def run(
         from oodbench.runner import run as run_benchmark
 
         for flag, value, least in (("--batch-size", batch_size, 1), ("--workers", workers, 0),
-                                   ("--bootstrap", bootstrap, 0)):
+                                   ("--bootstrap", bootstrap, 0), ("--seeds", seeds, 1)):
             if value is not None and value < least:  # before any work, not after the run
                 raise ParameterError(f"{flag} must be >= {least}, got {value}.")
         convention: str | None = fpr_convention
@@ -93,7 +96,7 @@ def run(
         request = RunRequest(method=method, suite=suite, backbone=backbone,
                              params=parse_param_args(param or []), backbone_params=bparams,
                              output_dir=output or results_dir(), bootstrap=bootstrap,
-                             fpr_convention=convention)
+                             fpr_convention=convention, seeds=seeds)
         with progress() as phase:
             record = run_benchmark(request, ctx, registry(), log=log, progress=phase)
         if as_json:
