@@ -5,8 +5,9 @@
                                      [--skip c,d]
 
 1. runs every registered method on every suite named ``offline-*`` (CPU, float32, the suite's
-   backbone, the shared feature cache), writing fresh records to a temporary folder; a method
-   whose data or model is missing is skipped with the reason;
+   backbone or the one ``OFFLINE_BACKBONES`` names for the method, the shared feature cache),
+   writing fresh records to a temporary folder; a method whose data or model is missing is
+   skipped with the reason;
 2. compares each fresh record with the committed one in ``leaderboard/results/``: AUROC, FPR95,
    AUPR-In/Out per OOD set and ID accuracy within ``--tolerance`` (absolute; CPU float
    differences between machines), FPR95 within the larger of that and ``--fpr95-images`` OOD
@@ -35,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 NOT_INSTALLED = {"top2-margin": "the example plugin is not installed "
                                 "(pip install -e plugins/example)"}
+# methods whose offline runs need another backbone than the suite's: CLIPN's "no" text tower
+OFFLINE_BACKBONES = {"clipn": "mini-clipn", "ole-clipn": "mini-clipn"}
 
 
 @dataclass
@@ -64,7 +67,7 @@ def plan(registry: Any, methods: set[str] | None, suites: set[str] | None,
                for s in suite_names]
     skipped += [Outcome(m, s, "skipped", detail="--skip") for m in sorted(skip or ())
                 if m in method_names for s in suite_names]
-    pairs = [(m, s, resolve_suite(registry, s).backbone or "mini")
+    pairs = [(m, s, OFFLINE_BACKBONES.get(m) or resolve_suite(registry, s).backbone or "mini")
              for s in suite_names for m in method_names if m not in (skip or ())]
     return pairs, skipped
 
@@ -153,11 +156,15 @@ def committed_in_scope(results: Path, scope: dict[tuple[str, str], str]
     if not results.is_dir():
         return found, []
     entries, invalid = load_entries(results)
-    suites = {suite: backbone for (_, suite), backbone in scope.items()}
+    suites = {suite: backbone for (method, suite), backbone in scope.items()
+              if method not in OFFLINE_BACKBONES}
+    in_scope = {suite for _, suite in scope}
     for entry in entries:
         rec = entry.record
         suite = rec["suite"]["name"]
-        if suites.get(suite) == entry.backbone and rec["fpr_convention"] == "paper":
+        wanted = scope.get((entry.method, suite)) or OFFLINE_BACKBONES.get(entry.method) \
+            or suites.get(suite)
+        if suite in in_scope and wanted == entry.backbone and rec["fpr_convention"] == "paper":
             found.setdefault((entry.method, suite), []).append(results / entry.file)
     return found, [f"{name}: invalid committed record ({why})" for name, why in invalid]
 

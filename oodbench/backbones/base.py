@@ -153,6 +153,16 @@ class Backbone(Component, ABC):
         """
         raise NotImplementedError(f"backbone {self.name!r} has no patch (local) features")
 
+    def encode_texts_no(self, texts: Sequence[str]) -> torch.Tensor:
+        """Texts -> [N, D] L2-normalised embeddings of CLIPN's "no" text tower (no grad), in
+        the space of ``encode_images``; the "no" prompts' mean is applied inside the tower.
+
+        Optional: CLIPN backbones (``clipn-b16``, ``mini-clipn``) implement it, and
+        :func:`oodbench.baselines.clipn.has_no_tower` tells whether a backbone does; the
+        others raise ``NotImplementedError``. Its outputs must change with ``fingerprint()``.
+        """
+        raise NotImplementedError(f"backbone {self.name!r} has no CLIPN 'no' text tower")
+
     @property
     def device(self) -> torch.device:
         return getattr(self, "_device", torch.device("cpu"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from oodbench import hookimpl
+from oodbench.backbones.clipn import CLIPNBackbone
 from oodbench.backbones.hf import HFCLIPBackbone
 from oodbench.backbones.openclip import OpenCLIPBackbone
 from oodbench.hookspecs import Register
@@ -26,3 +27,7 @@ def register_backbones(register: Register) -> None:
              description="SigLIP ViT-B/16 via transformers (sigmoid loss: temperatures differ).")
     for name, (defaults, description) in PRESETS.items():
         register(OpenCLIPBackbone, name=name, defaults=defaults, description=description)
+    register(CLIPNBackbone)
+    register(CLIPNBackbone, name="clipn-b16", defaults={"model": "ViT-B-16"},
+             description="CLIPN ViT-B/16 (CLIP + 'no' text tower) from a released CLIPN "
+                         "checkpoint: --weights PATH.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from oodbench import hookimpl
+from oodbench.baselines.clipn import CLIPNScorer
 from oodbench.baselines.csp import CSPScorer
 from oodbench.baselines.glmcm import GLMCMScorer
 from oodbench.baselines.neglabel import NegLabelScorer
@@ -29,6 +30,8 @@ REFERENCES = {
                 "Vision-Language Models, ICLR 2024",
     "gl-mcm": "Miyai et al., GL-MCM: Global and Local Maximum Concept Matching for Zero-Shot "
               "Out-of-Distribution Detection, IJCV 2025 (arXiv 2304.04521)",
+    "clipn": "Wang et al., CLIPN for Zero-Shot OOD Detection: Teaching CLIP to Say No, "
+             "ICCV 2023 (github.com/xmed-lab/CLIPN)",
     "csp": "Chen et al., Conjugated Semantic Pool Improves OOD Detection with Pre-trained "
            "Vision-Language Models, NeurIPS 2024",
 }
@@ -36,7 +39,7 @@ REFERENCES = {
 
 @hookimpl
 def register_scorers(register: Register) -> None:
-    for scorer in (*SCORERS, GLMCMScorer, *LABEL_SCORERS):
+    for scorer in (*SCORERS, GLMCMScorer, *LABEL_SCORERS, CLIPNScorer):
         register(scorer)
 
 
@@ -60,3 +63,8 @@ def register_methods(register: Register) -> None:
                         description="CSP: NegLabel's negatives on a narrower noun pool plus "
                                     "conjugated 'adjective superclass' labels, grouped score.",
                         reference=REFERENCES["csp"], interpolation=REFERENCE_INTERPOLATION))
+    # CLIPN's own numbers used open_clip's transform (bicubic): the backbone's own ("")
+    register(MethodSpec(name="clipn", scorer=ComponentRef("clipn"),
+                        description="CLIPN-ATD: 'no'-tower agreeing-to-differ score (needs "
+                                    "--backbone clipn-b16 or mini-clipn; -p clipn.variant=ctw "
+                                    "for CTW).", reference=REFERENCES["clipn"]))

@@ -7,7 +7,7 @@ from oodbench.hookspecs import Register
 from oodbench.method import ComponentRef, MethodSpec
 from oodbench_ole.finetuner import OLEPrototypes
 from oodbench_ole.labels import OLEOutliers
-from oodbench_ole.scorer import OLEScorer
+from oodbench_ole.scorer import OLECLIPNScorer, OLEScorer
 
 REFERENCE = ("Ding & Pang, Zero-Shot Out-of-Distribution Detection with Outlier Label "
              "Exposure, IJCNN 2024 (arXiv 2406.01170); code github.com/Choubo/OLE")
@@ -26,6 +26,7 @@ def register_finetuners(register: Register) -> None:
 @oodbench.hookimpl
 def register_scorers(register: Register) -> None:
     register(OLEScorer)
+    register(OLECLIPNScorer)
 
 
 @oodbench.hookimpl
@@ -35,6 +36,14 @@ def register_methods(register: Register) -> None:
         finetuners=(ComponentRef("ole-prototypes"),), reference=REFERENCE,
         description="OLE (CLIP): WordNet outlier labels -> outlier + in-between prototypes -> "
                     "ID share of softmax over ID and prototypes. Not the paper's CLIPN variant.",
+    ))
+    # the published form: q_i from a CLIPN backbone's "no" tower
+    register(MethodSpec(
+        name="ole-clipn", label_generator=ComponentRef("ole-outliers"),
+        finetuners=(ComponentRef("ole-prototypes"),), reference=REFERENCE,
+        scorer=ComponentRef("ole-clipn"),
+        description="OLE (CLIPN), the paper's form: S = Σ_ID p_i·q_i with q_i CLIPN's 'yes' "
+                    "probability; needs --backbone clipn-b16 or mini-clipn.",
     ))
     # the abstract's "raw OLE" ablation: every outlier label in the softmax, no prototypes
     register(MethodSpec(

@@ -48,7 +48,7 @@ NAMED["ole128"] = NAMED["clip64"] + NAMED["with64"]
 
 # backbones whose text tower is too slow on a CPU for 128 prompts x ~10.8k labels (the offline
 # mini backbone: ~400 texts/s on 2 cores, ~58 min); "auto" gives them the suite's prompts
-CPU_SIZED_BACKBONES = frozenset({"mini"})
+CPU_SIZED_BACKBONES = frozenset({"mini", "mini-clipn"})
 
 
 def resolve_templates(spec: str, suite_prompts: Sequence[str], backbone: str = "") -> list[str]:
