@@ -183,12 +183,14 @@ def test_manifest_key_resolves_next_to_the_suite_and_unknown_keys_still_fail(
     assert suite.id_test["manifest"] == str((tmp_path / "m" / "id.sha256").resolve())
     assert "manifest" not in suite.ood[0].source  # untouched without one
     (tmp_path / "s.yaml").write_text(text.replace("manifest:", "manifests:"))
-    with pytest.raises(OODBenchError, match=r"unknown field 'id\.test\.manifests' \(did you mean 'manifest'\?\)"):
+    with pytest.raises(OODBenchError, match=r"unknown field 'id\.test\.manifests' \(did you mean "
+                                               r"'manifest'\?\)"):
         load_suite(tmp_path / "s.yaml")
     (tmp_path / "s.yaml").write_text(
         text.replace("root: /nowhere}}", "root: /nowhere}}\n  - {name: y, source: "
                      "{type: offline, split: test, manifest: m.sha256}}"))
-    with pytest.raises(OODBenchError, match=r"source \(offline\): unknown key\(s\) manifest"):
+    with pytest.raises(OODBenchError, match=r"unknown field 'ood\[1\]\.source\.manifest'; allowed: type, "
+                                               r"obtain, expected_count, split, select"):
         load_suite(tmp_path / "s.yaml")
 
 
