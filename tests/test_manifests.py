@@ -189,8 +189,8 @@ def test_manifest_key_resolves_next_to_the_suite_and_unknown_keys_still_fail(
     (tmp_path / "s.yaml").write_text(
         text.replace("root: /nowhere}}", "root: /nowhere}}\n  - {name: y, source: "
                      "{type: offline, split: test, manifest: m.sha256}}"))
-    with pytest.raises(OODBenchError, match=r"unknown field 'ood\[1\]\.source\.manifest'; allowed: type, "
-                                               r"obtain, expected_count, split, select"):
+    with pytest.raises(OODBenchError, match=r"unknown field 'ood\[1\]\.source\.manifest'; "
+                                               r"allowed: type, obtain, expected_count, split"):
         load_suite(tmp_path / "s.yaml")
 
 
