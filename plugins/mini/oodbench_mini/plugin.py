@@ -1,9 +1,11 @@
-"""Registers the offline mini world's components: the mini backbone and mini-diffusion."""
+"""Registers the offline mini world's components: the mini and mini-clipn backbones and
+mini-diffusion."""
 
 from __future__ import annotations
 
 from oodbench import hookimpl
 from oodbench.hookspecs import Register
+from oodbench_mini.clipn import MiniCLIPNBackbone
 from oodbench_mini.diffusion import MiniDiffusion
 from oodbench_mini.model import MiniBackbone
 
@@ -11,6 +13,7 @@ from oodbench_mini.model import MiniBackbone
 @hookimpl
 def register_backbones(register: Register) -> None:
     register(MiniBackbone)
+    register(MiniCLIPNBackbone)
 
 
 @hookimpl
