@@ -36,7 +36,13 @@ from oodbench.env import MethodEnv
 from oodbench.interfaces import LabelGenerator
 from oodbench.labels import wordnet
 from oodbench.labels.bank import cached_bank
-from oodbench.labels.generators import ADJECTIVE, NOUN, _subsample, read_word_lists
+from oodbench.labels.generators import (
+    ADJECTIVE,
+    NOUN,
+    WordNetCandidates,
+    _subsample,
+    read_word_lists,
+)
 from oodbench.types import LabelBank
 
 NOUN_TEMPLATES = (
@@ -142,7 +148,7 @@ class CSPMining(LabelGenerator):
         for pool, items in words.items():
             env.log(f"csp-mining: embedding {len(items)} {pool} candidates x "
                     f"{len(templates[pool])} templates")
-            feats = env.store.label_embeddings(env.backbone, items, templates[pool], env.ctx)
+            feats = self._embed(env, pool, items, templates[pool])
             distance = csp_distance(feats, id_feats, self.percentile, self.max_similarity)
             chosen = lowest(distance, self.keep_fraction)
             labels += [items[i] for i in chosen]
@@ -153,3 +159,16 @@ class CSPMining(LabelGenerator):
                          source=self.word_lists or "WordNet 3.0 (CSP pool)",
                          templates=templates[NOUN], groups=groups, group_templates=templates,
                          meta={"pools": json.dumps(counts), "seed": env.ctx.seed})
+
+    def _embed(self, env: MethodEnv, pool: str, words: list[str],
+               templates: list[str]) -> torch.Tensor:
+        """Embeddings of ``words``; WordNet nouns are rows of NegLabel's noun pool (a superset),
+        so the embeddings NegLabel cached for "the nice {}" serve CSP too (every text's
+        embedding depends on that text alone)."""
+        if pool == NOUN and not self.word_lists and not self.max_per_pool:
+            full = WordNetCandidates(pool="neglabel").full_pools()[NOUN]
+            row = {word: i for i, word in enumerate(full)}
+            if all(word in row for word in words):
+                feats = env.store.label_embeddings(env.backbone, full, templates, env.ctx)
+                return feats[torch.tensor([row[w] for w in words], dtype=torch.long)]
+        return env.store.label_embeddings(env.backbone, words, templates, env.ctx)
