@@ -95,11 +95,6 @@ class Processes:
                                 f"the same stages. Rerun with one process to continue.")
         return all(answer for _, answer in answers)
 
-    def wait(self) -> None:
-        """Return when every process has got here."""
-        if self.count > 1:
-            self.state.wait_for_everyone()
-
     def device(self, run_device: torch.device) -> torch.device:
         """The device this process computes on: accelerate's device for the process (its own
         GPU, cuda:LOCAL_RANK) on a CUDA run without a device index; otherwise ``run_device``

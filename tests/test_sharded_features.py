@@ -62,9 +62,6 @@ class ThreadProcesses(shards.Processes):
     def gather(self, item: Any) -> list[Any]:
         return self.world.exchange(self.index, item)
 
-    def wait(self) -> None:
-        self.world.barrier.wait()
-
 
 def launch(count: int, work: Any) -> list[Any]:
     """``work(processes)`` in ``count`` threads, one per simulated process; their results."""
