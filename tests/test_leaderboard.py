@@ -232,8 +232,10 @@ def test_ci_script_updates_then_compares_within_tolerance(registry, colour_suite
     args = ["--results", str(out / "results"), "--out", str(out), "--suites", "offline-colours",
             "--methods", "mcm,energy", "--allow-dirty"]
     assert ci.main([*args, "--update"], registry=registry) == 0
-    assert sorted(p.name for p in (out / "results").iterdir()) == [
-        "energy--offline-colours--toy-colour.json", "mcm--offline-colours--toy-colour.json"]
+    assert sorted(p.name for p in (out / "results").iterdir()) == [  # records + their scores
+        "energy--offline-colours--toy-colour.json",
+        "energy--offline-colours--toy-colour.scores.npz",
+        "mcm--offline-colours--toy-colour.json", "mcm--offline-colours--toy-colour.scores.npz"]
     assert ci.main(args, registry=registry) == 0
     assert "total" in capsys.readouterr().out
 
