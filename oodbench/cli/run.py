@@ -99,6 +99,8 @@ def run(
                              fpr_convention=convention, seeds=seeds)
         with progress() as phase:
             record = run_benchmark(request, ctx, registry(), log=log, progress=phase)
+        if "path" not in record and request.output_dir is not None:
+            return  # a launcher's other process: the main one prints (and wrote) the record
         if as_json:
             print_json(record)
         else:
