@@ -159,7 +159,8 @@ class Backbone(Component, ABC):
 
         Optional: CLIPN backbones (``clipn-b16``, ``mini-clipn``) implement it, and
         :func:`oodbench.baselines.clipn.has_no_tower` tells whether a backbone does; the
-        others raise ``NotImplementedError``. Its outputs must change with ``fingerprint()``.
+        others raise ``NotImplementedError``. ``fingerprint()`` must name the "no" tower's
+        weights (its embeddings are cached by it).
         """
         raise NotImplementedError(f"backbone {self.name!r} has no CLIPN 'no' text tower")
 

@@ -55,10 +55,14 @@ def require_no_tower(env: MethodEnv, who: str) -> None:
 
 
 def no_text_features(env: MethodEnv, texts: Sequence[str]) -> torch.Tensor:
-    """[len(texts), D] "no" embeddings, cached by the backbone's text fingerprint and texts."""
+    """[len(texts), D] "no" embeddings, cached by the backbone's fingerprint and the texts.
+
+    ``fingerprint()``, not ``text_fingerprint()``: a CLIPN backbone may share its "yes" text
+    embeddings with its plain twin (mini-clipn with mini) but names its "no" tower only there.
+    """
     texts = list(texts)
     backbone = env.backbone
-    key = content_key("text-no-features/1", backbone.text_fingerprint(), texts)
+    key = content_key("text-no-features/1", backbone.fingerprint(), texts)
     path = env.cache.path("texts-no", key, ".npy")
     if path.with_suffix(".json").exists():
         got = load_entry(path, backbone.embed_dim, len(texts))

@@ -210,6 +210,12 @@ class MiniCLIPNBackbone(MiniBackbone):
             self._no_sha = self._checked_sha()
         return f"{super().fingerprint()}|no-tower-sha256={self._no_sha}"
 
+    def text_fingerprint(self) -> str:
+        """The ``mini`` backbone's: the yes tower is its own, so its text embeddings (label
+        banks of 10k words) are shared with ``mini`` runs. The "no" embeddings are keyed by
+        :meth:`fingerprint`, which names the "no" tower's weights."""
+        return super().fingerprint()
+
     def weights_identity(self) -> dict[str, Any] | None:
         if not self.no_weights:
             return super().weights_identity()

@@ -23,7 +23,7 @@ from oodbench_mini.clipn import (
     save_no_tower,
 )
 from oodbench_mini.clipn_train import clipn_losses
-from oodbench_mini.model import TextTower, file_sha256
+from oodbench_mini.model import MiniBackbone, TextTower, file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,8 @@ def test_backbone_no_embeddings(backbone, text):
     # each row depends on its text alone (equal-length batches, as the yes tower)
     assert torch.allclose(backbone.encode_texts_no(TEXTS[:1])[0], no[0], atol=1e-6)
     assert f"no-tower-sha256={NO_TOWER_SHA256}" in backbone.fingerprint()
+    # the yes tower is mini's: its text embeddings are shared with mini runs
+    assert backbone.text_fingerprint() == MiniBackbone().fingerprint()
 
 
 def test_clipn_losses_by_hand():

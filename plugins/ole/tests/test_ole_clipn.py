@@ -38,7 +38,7 @@ class NoTowerBackbone:
 
     embed_dim = 2
 
-    def text_fingerprint(self) -> str:
+    def fingerprint(self) -> str:
         return "fake-clipn"
 
     def encode_texts_no(self, texts):
