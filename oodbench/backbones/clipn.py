@@ -108,8 +108,8 @@ class CLIPNBackbone(OpenCLIPBackbone):
     def load(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         if not self.weights:
             raise MissingDataError(
-                f"Backbone {self.name!r} needs a CLIPN checkpoint: download one (e.g. "
-                f"epoch_10.pt from {CHECKPOINTS}) and pass --weights PATH.")
+                f"The CLIPN backbone (clipn-b16) needs a CLIPN checkpoint: download one "
+                f"(e.g. epoch_10.pt from {CHECKPOINTS}) and pass --weights PATH.")
         super().load(device, dtype)
         self._no_tower = self._no_tower.to(device).eval()
 
