@@ -69,7 +69,7 @@ def synthetic_resolver() -> Resolver:
             labels = np.repeat(np.arange(len(classes)), count // len(classes))
         rel = [f"{max(int(c), 0):04d}/img_{i:08d}.JPEG" for i, c in enumerate(labels)]
         entries = [(r, 100_000 + i % 9_973) for i, r in enumerate(rel)]  # (path, size)
-        sources._check_count(spec, name, len(rel), "(synthetic)")
+        sources.check_count(spec, name, len(rel), "(synthetic)")
         described = {k: v for k, v in spec.items() if k not in ("obtain", "expected_count")}
         fingerprint = content_key({**described, "synthetic": True}, entries, labels.tolist())
         root = str(sources.expand(str(spec.get("root", ""))))

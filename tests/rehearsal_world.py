@@ -148,7 +148,7 @@ def copy_suite(source: Path, target_dir: Path, seen: set[Path] | None = None) ->
 def _imagenet(data: Path, suites: dict[str, Any]) -> dict[str, dict[str, int]]:
     """ImageNet val as an ImageFolder with the real wnid folders; returns counts per suite set.
 
-    A class folder that is absent or empty stops a run (sources._class_images), so all 1000
+    A class folder that is absent or empty stops a run (data.folders._class_images), so all 1000
     val folders exist, with one image each (two in the first ImageNet-10 class; the second
     ImageNet-10 class's image is greyscale, as some ImageNet val JPEGs are). Train (read by no
     method run here) holds two classes.

@@ -89,7 +89,7 @@ def fake_hub(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict
 
     monkeypatch.setattr(datasets, "load_dataset_builder", load_dataset_builder)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    monkeypatch.setattr("oodbench.data.sources.prefer_offline_when_unreachable", lambda: False)
+    monkeypatch.setattr("oodbench.data.hub_source.prefer_offline_when_unreachable", lambda: False)
     return calls
 
 

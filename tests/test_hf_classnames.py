@@ -74,7 +74,7 @@ def _lines(path: Path) -> list[str]:
 
 def _fake_hub(monkeypatch: pytest.MonkeyPatch, names: list[str]) -> Any:
     """datasets.load_dataset returns two tiny images per class, labelled with a real ClassLabel."""
-    monkeypatch.setattr("oodbench.data.sources.prefer_offline_when_unreachable", lambda: True)
+    monkeypatch.setattr("oodbench.data.hub_source.prefer_offline_when_unreachable", lambda: True)
     labels = [label for label in range(len(names)) for _ in range(2)]
     random.Random(0).shuffle(labels)
     features = datasets.Features({"image": datasets.Image(),

@@ -186,7 +186,8 @@ def _suite(tmp_path: Path, extra: str = "") -> Path:
 def test_fpr_convention_key_is_checked(tmp_path: Path) -> None:
     assert load_suite(_suite(tmp_path)).fpr_convention is None
     assert load_suite(_suite(tmp_path, "fpr_convention: openood")).fpr_convention == "openood"
-    with pytest.raises(OODBenchError, match="fpr_convention must be one of 'paper', 'openood', got 'tpr95'"):
+    with pytest.raises(OODBenchError,
+                       match="fpr_convention must be one of 'paper', 'openood', got 'tpr95'"):
         load_suite(_suite(tmp_path, "fpr_convention: tpr95"))
 
 

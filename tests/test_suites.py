@@ -294,7 +294,7 @@ def test_imagefolder_expected_count_is_checked(tmp_path) -> None:
 
 def test_hf_expected_count_counts_the_selected_classes(monkeypatch) -> None:
     datasets = pytest.importorskip("datasets")
-    monkeypatch.setattr("oodbench.data.sources.prefer_offline_when_unreachable", lambda: True)
+    monkeypatch.setattr("oodbench.data.hub_source.prefer_offline_when_unreachable", lambda: True)
     labels = [0, 1, 2, 0, 1, 2, 0]
     generated = datasets.Dataset.from_dict(
         {"image": [Image.new("RGB", (4, 4)) for _ in labels], "label": labels},

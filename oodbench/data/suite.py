@@ -161,7 +161,7 @@ def _resolve_source(source: dict[str, Any], bases: Sequence[Path], where: str,
 
     The suite name rides along (``_suite``) with a manifest and with a Hugging Face source, so
     a hint can name the verify / fetch command.
-    Neither enters the image fingerprint (sources.CHECK_KEYS): a manifest checks a copy, it
+    Neither enters the image fingerprint (images.CHECK_KEYS): a manifest checks a copy, it
     does not change which images are read. The suite hash sees only the YAML as written.
     """
     dirs = source.get("class_dirs")
