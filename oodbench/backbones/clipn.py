@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from oodbench.backbones.base import encode_texts_halving
-from oodbench.backbones.openclip import (
-    OpenCLIPBackbone,
-    _fit_to_model,
-    _no_random_init_warning,
+from oodbench.backbones.openclip import OpenCLIPBackbone
+from oodbench.backbones.weights_file import (
+    fit_to_model,
+    no_random_init_warning,
     read_state_dict,
     state_dict_problems,
 )
@@ -125,7 +125,7 @@ class CLIPNBackbone(OpenCLIPBackbone):
             raise ParameterError(f"Weights {path} hold no CLIPN 'no' tower (*_no keys): a plain "
                                  f"CLIP checkpoint belongs to --backbone openclip --weights.")
         cfg = self.tag_config()
-        with _no_random_init_warning():
+        with no_random_init_warning():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 self.model, pretrained=None, device="cpu",
                 force_quick_gelu=self.force_quick_gelu or bool(cfg.get("quick_gelu")),
@@ -133,7 +133,7 @@ class CLIPNBackbone(OpenCLIPBackbone):
                 image_interpolation=cfg.get("interpolation"),
                 image_resize_mode=cfg.get("resize_mode"))
         with suppress(Exception):  # a conversion that needs missing keys: the check says why
-            state = _fit_to_model(model, state)
+            state = fit_to_model(model, state)
         problems = state_dict_problems(model.state_dict(), state)
         if problems:
             raise ParameterError(f"Weights {path} do not fit open_clip model {self.model!r}: "
