@@ -214,3 +214,24 @@ def paired_bootstrap(a: ScoreSet, b: ScoreSet, sets: Sequence[str] | None = None
     tail = min(np.sum(deltas <= 0), np.sum(deltas >= 0))
     p_value = min(1.0, 2.0 * (tail + 1) / (resamples + 1))
     return Comparison(delta, float(low), float(high), float(p_value), resamples)
+
+
+def auroc_intervals(scores: ScoreSet, resamples: int = RESAMPLES, seed: int = 0,
+                    alpha: float = ALPHA) -> dict[str, tuple[float, float]]:
+    """Percentile ``1 - alpha`` bootstrap interval of each OOD set's AUROC (averaged over the
+    generations, with the same images drawn for every generation), from the per-image scores."""
+    intervals: dict[str, tuple[float, float]] = {}
+    for name in sorted(scores.ood):
+        values = np.empty(resamples)
+        for start in range(0, resamples, CHUNK):
+            size = min(CHUNK, resamples - start)
+            rng = np.random.default_rng([seed, start // CHUNK])
+            id_counts = _counts(rng, size, scores.id.shape[1])
+            ood_counts = _counts(rng, size, scores.ood[name].shape[1])
+            values[start:start + size] = np.mean(
+                [_resampled_auroc(np.asarray(i, np.float64), np.asarray(o, np.float64),
+                                  id_counts, ood_counts)
+                 for i, o in zip(scores.id, scores.ood[name], strict=True)], axis=0)
+        low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+        intervals[name] = (float(low), float(high))
+    return intervals

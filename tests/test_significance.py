@@ -106,3 +106,15 @@ def test_sidecar_round_trip_and_bad_files(tmp_path):
     with pytest.raises(RecordError, match="is not a readable scores file") as info:
         read_scores(path)
     assert "\n" not in str(info.value)
+
+
+def test_auroc_intervals_from_the_scores():
+    from oodbench.significance import auroc_intervals
+
+    rng = np.random.default_rng(1)
+    separated = ScoreSet(id=np.arange(50.0)[None] + 100, ood={"far": np.arange(60.0)[None]})
+    mixed = ScoreSet(id=rng.normal(0.5, 1, (1, 300)), ood={"near": rng.normal(0, 1, (1, 400))})
+    assert auroc_intervals(separated) == {"far": (1.0, 1.0)}  # every resample separates
+    (low, high), estimate = auroc_intervals(mixed)["near"], mixed.auroc("near")
+    assert low < estimate < high and 0.03 < high - low < 0.12  # ~±2.3 points at these sizes
+    assert auroc_intervals(mixed) == auroc_intervals(mixed)  # seeded

@@ -16,7 +16,7 @@ from typing import Any
 
 from oodbench.errors import OODBenchError, RecordError
 from oodbench.results import validate_record, weights_tag
-from oodbench.significance import ScoreSet, read_scores, scores_path
+from oodbench.significance import ScoreSet, auroc_intervals, read_scores, scores_path
 from oodbench.standins import substitution_tag
 
 
@@ -27,6 +27,8 @@ class Entry:
     file: str
     record: dict[str, Any]
     scores: ScoreSet | None = field(default=None, compare=False, repr=False)
+    intervals: dict[str, tuple[float, float]] | None = field(default=None, compare=False,
+                                                             repr=False)
 
     @property
     def method(self) -> str:
@@ -58,12 +60,19 @@ class Entry:
         return float(value) if isinstance(value, int | float) else None
 
     def ci(self, ood_set: str, key: str) -> tuple[float, float] | None:
-        """The record's bootstrap interval of ``key`` on ``ood_set`` (``oodbench run
-        --bootstrap``); None when the record has none."""
+        """The bootstrap 95 % interval of ``key`` on ``ood_set``: the record's (``oodbench run
+        --bootstrap``), else, for AUROC, one from the per-image scores; None without either."""
         interval = (self.record["metrics"].get(ood_set, {}).get("ci") or {}).get(key)
         if isinstance(interval, list) and len(interval) == 2:
             return float(interval[0]), float(interval[1])
+        if key == "auroc" and self.scores is not None:
+            return self._auroc_intervals().get(ood_set)
         return None
+
+    def _auroc_intervals(self) -> dict[str, tuple[float, float]]:
+        if self.intervals is None and self.scores is not None:  # computed once per entry
+            object.__setattr__(self, "intervals", auroc_intervals(self.scores))
+        return self.intervals or {}
 
     def group(self, group: str, key: str) -> float | None:
         averages = self.record["groups"].get(group)
