@@ -239,7 +239,7 @@ def _hist_grid(table: Table) -> str:
         cells = []
         for name, _ in table.sets:
             curve = _curve(entry, name)
-            title = f"{row_name(entry)} on {name}"
+            title = f"{entry.label} on {name}"
             cells.append(f"<td>{hist_svg(curve, title) if curve else DASH}</td>")
         rows.append(f"<tr><th>{escape(entry.label)}<br><small>{escape(entry.backbone)}"
                     f"</small></th>{''.join(cells)}</tr>")

@@ -63,7 +63,7 @@ def _title(text: str) -> str:
 
 def _svg(width: int, height: int, title: str) -> str:
     """An ``<svg>`` with its hover title; its display size is the viewBox's (page.CSS)."""
-    return f'<svg viewBox="0 0 {width} {height}" role="img">' + _title(title)
+    return f'<svg viewBox="0 0 {width} {height}">' + _title(title)
 
 
 def polyline(points: Iterable[tuple[float, float]]) -> str:
@@ -104,6 +104,27 @@ def _command(cmds: list[list[Any]], i: int) -> str:
     return min(options, key=len)
 
 
+def thinned(points: Sequence[tuple[float, float]], step: float = 6.0
+            ) -> list[tuple[float, float]]:
+    """The points at least ``step`` pixels (|dx| + |dy|) from the previous kept one, and the
+    last: a curve drawn at plot resolution (the page stays small with many methods)."""
+    kept: list[tuple[float, float]] = []
+    for i, (x, y) in enumerate(points):
+        if (not kept or i == len(points) - 1
+                or abs(x - kept[-1][0]) + abs(y - kept[-1][1]) >= step):
+            kept.append((x, y))
+    return kept
+
+
+def merged_bins(edges: list[float], hists: list[list[float]], most: int = 10
+                ) -> tuple[list[float], list[list[float]]]:
+    """Adjacent bins summed pairwise until there are at most ``most`` (a thumbnail's width)."""
+    while len(edges) - 1 > most and (len(edges) - 1) % 2 == 0:
+        edges = edges[::2]
+        hists = [[h[i] + h[i + 1] for i in range(0, len(h), 2)] for h in hists]
+    return edges, hists
+
+
 def roc_svg(lines: Sequence[Line], title: str, size: int = 200) -> str:
     """ROC curves of one OOD set on a square plot with axes, ticks and the 95 % TPR line."""
     left, top = 28, 8
@@ -128,8 +149,9 @@ def roc_svg(lines: Sequence[Line], title: str, size: int = 200) -> str:
                f'</text><text x="10" y="{top + size // 2}" text-anchor="middle" '
                f'transform="rotate(-90 10 {top + size // 2})">TPR</text>')
     for line in lines:
-        d = polyline(xy(f, t) for f, t in zip(line.curve.get("roc_fpr", []),
-                                              line.curve.get("roc_tpr", []), strict=False))
+        d = polyline(thinned([xy(f, t) for f, t in zip(line.curve.get("roc_fpr", []),
+                                                       line.curve.get("roc_tpr", []),
+                                                       strict=False)]))
         if d:
             out.append(f'<path class="roc" d="{d}" stroke="{line.colour}">{_title(line.title)}'
                        f"</path>")
@@ -137,16 +159,18 @@ def roc_svg(lines: Sequence[Line], title: str, size: int = 200) -> str:
 
 
 def hist_svg(curve: dict[str, Any], title: str, width: int = 200, height: int = 60) -> str:
-    """Overlaid ID and OOD score histograms (fractions, shared bins) with the score range."""
+    """Overlaid ID and OOD score histograms (fractions, shared bins); the hover title gives the
+    score range."""
     edges = [float(e) for e in curve.get("edges", [])]
     hists = [[float(v) for v in curve.get(k, [])] for k in ("id_hist", "ood_hist")]
     if len(edges) < 2 or any(len(h) != len(edges) - 1 for h in hists):
         return DASH
+    edges, hists = merged_bins(edges, hists)
     fractions = [[v / (sum(h) or 1.0) for v in h] for h in hists]
     peak = max(max(f) for f in fractions) or 1.0
     step = width / (len(edges) - 1)
-    low, high = f"{edges[0]:.4g}", f"{edges[-1]:.4g}"
-    out = [_svg(width, height + 12, title)]
+    low, high = f"{edges[0]:.3g}", f"{edges[-1]:.3g}"
+    out = [_svg(width, height, f"{title}: scores {low} to {high}")]
     for hist, fraction, (cls, name) in zip(hists, fractions, (("hi", "ID"), ("ho", "OOD")),
                                            strict=True):
         points = [(0.0, float(height))]
@@ -156,6 +180,4 @@ def hist_svg(curve: dict[str, Any], title: str, width: int = 200, height: int = 
         d = polyline([*points, (float(width), float(height))]) + "Z"
         out.append(f'<path class="{cls}" d="{d}">{_title(f"{name}: {sum(hist):.0f} images")}'
                    f"</path>")
-    out.append(f'<text x="1" y="{height + 10}">{low}</text><text x="{width - 1}" '
-               f'y="{height + 10}" text-anchor="end">{high}</text>')
     return "".join([*out, "</svg>"])
