@@ -11,20 +11,15 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
-
-from oodbench.baselines.neglabel import make_groups, neglabel_score
-from oodbench.interfaces import Scorer
+from oodbench.baselines.neglabel import GroupedNegatives
 from oodbench.labels.csp import NOUN_TEMPLATES
-from oodbench.types import TextHead
 
 if TYPE_CHECKING:
-    from oodbench.env import MethodEnv
+    pass
 
 
 @dataclasses.dataclass
-class CSPScorer(Scorer):
+class CSPScorer(GroupedNegatives):
     name = "csp"
     description = "CSP: NegLabel's grouped score, ID labels embedded with CSP's templates."
     paper_settings: ClassVar[dict[str, Any]] = {"id_templates": list(NOUN_TEMPLATES)}
@@ -38,16 +33,5 @@ class CSPScorer(Scorer):
     def __post_init__(self) -> None:
         self.check_positive("temperature", "ngroup")
 
-    def prepare(self, env: MethodEnv, head: TextHead) -> TextHead:
-        if self.id_templates:  # [] keeps the suite's prompts
-            head = head.replace(id_features=env.id_text_features(list(self.id_templates)))
-        assert head.extra_features is not None
-        self._groups = make_groups(head.extra_features.shape[0], self.ngroup, self.group_seed)
-        return head
-
-    def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
-        assert head.extra_features is not None
-        groups = getattr(self, "_groups", None) or make_groups(
-            head.extra_features.shape[0], self.ngroup, self.group_seed)
-        return neglabel_score(image_features, head.id_features, head.extra_features,
-                              self.temperature, groups)
+    def id_templates_used(self) -> list[str] | None:
+        return list(self.id_templates) or None  # [] keeps the suite's prompts

@@ -65,8 +65,36 @@ def make_groups(count: int, ngroup: int, seed: int) -> list[torch.Tensor]:
     return list(perm.reshape(ngroup, usable // ngroup))
 
 
+class GroupedNegatives(Scorer):
+    """NegLabel's grouped score over the head's extra (negative) labels, for scorers with the
+    fields ``temperature``, ``ngroup`` and ``group_seed``; :meth:`id_templates_used` names the
+    ID prompts (None: the suite's)."""
+
+    temperature: float
+    ngroup: int
+    group_seed: int
+
+    def id_templates_used(self) -> list[str] | None:
+        raise NotImplementedError
+
+    def prepare(self, env: MethodEnv, head: TextHead) -> TextHead:
+        templates = self.id_templates_used()
+        if templates:
+            head = head.replace(id_features=env.id_text_features(templates))
+        assert head.extra_features is not None
+        self._groups = make_groups(head.extra_features.shape[0], self.ngroup, self.group_seed)
+        return head
+
+    def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
+        assert head.extra_features is not None
+        groups = getattr(self, "_groups", None) or make_groups(
+            head.extra_features.shape[0], self.ngroup, self.group_seed)
+        return neglabel_score(image_features, head.id_features, head.extra_features,
+                              self.temperature, groups)
+
+
 @dataclasses.dataclass
-class NegLabelScorer(Scorer):
+class NegLabelScorer(GroupedNegatives):
     name = "neglabel"
     description = "NegLabel: ID softmax mass against ID + mined negative labels, grouped."
     needs_extra_labels = True
@@ -79,16 +107,5 @@ class NegLabelScorer(Scorer):
     def __post_init__(self) -> None:
         self.check_positive("temperature", "ngroup")
 
-    def prepare(self, env: MethodEnv, head: TextHead) -> TextHead:
-        if self.id_template:
-            head = head.replace(id_features=env.id_text_features([self.id_template]))
-        assert head.extra_features is not None
-        self._groups = make_groups(head.extra_features.shape[0], self.ngroup, self.group_seed)
-        return head
-
-    def score(self, image_features: torch.Tensor, head: TextHead) -> np.ndarray:
-        assert head.extra_features is not None
-        groups = getattr(self, "_groups", None) or make_groups(
-            head.extra_features.shape[0], self.ngroup, self.group_seed)
-        return neglabel_score(image_features, head.id_features, head.extra_features,
-                              self.temperature, groups)
+    def id_templates_used(self) -> list[str] | None:
+        return [self.id_template] if self.id_template else None
