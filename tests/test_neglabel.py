@@ -207,7 +207,9 @@ def test_neglabel_imagenet1k_bank_size(registry, tmp_path):
     _wordnet_or_skip()
     suite = load_suite(registry.get("suite", "imagenet-far").obj)
     assert len(suite.classes) == 1000
-    backbone = registry.create("backbone", "mini", {})
+    from oodbench_mini.model import MiniBackbone  # the mini plugin's backbone, directly
+
+    backbone = MiniBackbone()
     backbone.load(torch.device("cpu"))
     env = MethodEnv(RunContext(cache_dir=tmp_path), backbone, "mini", suite,
                     FeatureStore(ArtifactCache(tmp_path)), registry)
