@@ -161,6 +161,15 @@ def _resampled_auroc(id_s: np.ndarray, ood_s: np.ndarray, id_counts: np.ndarray,
     return (id_counts * wins).sum(axis=1) / (id_counts.sum(axis=1) * ood_counts.sum(axis=1))
 
 
+def _generation_mean_auroc(run: ScoreSet, name: str, id_counts: np.ndarray,
+                           ood_counts: np.ndarray) -> np.ndarray:
+    """Each replicate's AUROC on ``name``, averaged over the run's generations (as the record
+    averages them); the same draws for every generation."""
+    return np.mean([_resampled_auroc(np.asarray(i, np.float64), np.asarray(o, np.float64),
+                                     id_counts, ood_counts)
+                    for i, o in zip(run.id, run.ood[name], strict=True)], axis=0)
+
+
 def _counts(rng: np.random.Generator, replicates: int, n: int) -> np.ndarray:
     """How often each of ``n`` images is drawn in each replicate (draws with replacement)."""
     draws = rng.integers(0, n, size=(replicates, n)) + n * np.arange(replicates)[:, None]
@@ -202,12 +211,8 @@ def paired_bootstrap(a: ScoreSet, b: ScoreSet, sets: Sequence[str] | None = None
         total = np.zeros(size)
         for name in sets:
             ood_counts = _counts(rng, size, a.ood[name].shape[1])
-            for run, sign in ((a, 1.0), (b, -1.0)):
-                per_generation = [_resampled_auroc(np.asarray(i, np.float64),
-                                                   np.asarray(o, np.float64), id_counts,
-                                                   ood_counts)
-                                  for i, o in zip(run.id, run.ood[name], strict=True)]
-                total += sign * np.mean(per_generation, axis=0)
+            total += (_generation_mean_auroc(a, name, id_counts, ood_counts)
+                      - _generation_mean_auroc(b, name, id_counts, ood_counts))
         deltas[start:start + size] = total / len(sets)
     delta = float(np.mean([a.auroc(s) - b.auroc(s) for s in sets]))
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
@@ -228,10 +233,8 @@ def auroc_intervals(scores: ScoreSet, resamples: int = RESAMPLES, seed: int = 0,
             rng = np.random.default_rng([seed, start // CHUNK])
             id_counts = _counts(rng, size, scores.id.shape[1])
             ood_counts = _counts(rng, size, scores.ood[name].shape[1])
-            values[start:start + size] = np.mean(
-                [_resampled_auroc(np.asarray(i, np.float64), np.asarray(o, np.float64),
-                                  id_counts, ood_counts)
-                 for i, o in zip(scores.id, scores.ood[name], strict=True)], axis=0)
+            values[start:start + size] = _generation_mean_auroc(scores, name, id_counts,
+                                                                ood_counts)
         low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
         intervals[name] = (float(low), float(high))
     return intervals
