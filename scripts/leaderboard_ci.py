@@ -5,7 +5,7 @@
                                      [--skip c,d]
 
 1. runs every registered method on every suite named ``offline-*`` (CPU, float32, the suite's
-   backbone or the one ``OFFLINE_BACKBONES`` names for the method, the shared feature cache),
+   backbone or the one the method names for it, the shared feature cache),
    writing fresh records to a temporary folder; a method whose data or model is missing is
    skipped with the reason;
 2. compares each fresh record with the committed one in ``leaderboard/results/``: AUROC, FPR95,
@@ -36,8 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 NOT_INSTALLED = {"top2-margin": "the example plugin is not installed "
                                 "(pip install -e plugins/example)"}
-# methods whose offline runs need another backbone than the suite's: CLIPN's "no" text tower
-OFFLINE_BACKBONES = {"clipn": "mini-clipn", "ole-clipn": "mini-clipn"}
 
 
 @dataclass
@@ -57,7 +55,7 @@ class Outcome:
 def plan(registry: Any, methods: set[str] | None, suites: set[str] | None,
          skip: set[str] | None = None) -> tuple[list[tuple[str, str, str]], list[Outcome]]:
     """(method, suite, backbone) to run, and the pairs skipped up front (with the reason)."""
-    from oodbench.runner import resolve_suite
+    from oodbench.runner import resolve_method, resolve_suite
 
     suite_names = [s for s in registry.names("suite")
                    if s.startswith("offline-") and (suites is None or s in suites)]
@@ -67,7 +65,8 @@ def plan(registry: Any, methods: set[str] | None, suites: set[str] | None,
                for s in suite_names]
     skipped += [Outcome(m, s, "skipped", detail="--skip") for m in sorted(skip or ())
                 if m in method_names for s in suite_names]
-    pairs = [(m, s, OFFLINE_BACKBONES.get(m) or resolve_suite(registry, s).backbone or "mini")
+    pairs = [(m, s, resolve_method(registry, m).backbone_for(
+                 resolve_suite(registry, s).backbone or "mini"))
              for s in suite_names for m in method_names if m not in (skip or ())]
     return pairs, skipped
 
@@ -147,33 +146,32 @@ def _delta(label: str, new: Any, old: Any, tolerance: float) -> str:
     return ""
 
 
-def committed_in_scope(results: Path, scope: dict[tuple[str, str], str]
+def committed_in_scope(results: Path, scope: dict[tuple[str, str], str],
+                       defaults: dict[str, str]
                        ) -> tuple[dict[tuple[str, str], list[Path]], list[str]]:
-    """Committed records that CI reproduces, by (method, suite); and problems with files."""
+    """Committed records that CI reproduces, by (method, suite); and problems with files.
+    A method that did not run (a stale record) counts on its suite's ``defaults`` backbone."""
     from oodbench.leaderboard import load_entries
 
     found: dict[tuple[str, str], list[Path]] = {}
     if not results.is_dir():
         return found, []
     entries, invalid = load_entries(results)
-    suites = {suite: backbone for (method, suite), backbone in scope.items()
-              if method not in OFFLINE_BACKBONES}
     in_scope = {suite for _, suite in scope}
     for entry in entries:
         rec = entry.record
         suite = rec["suite"]["name"]
-        wanted = scope.get((entry.method, suite)) or OFFLINE_BACKBONES.get(entry.method) \
-            or suites.get(suite)
+        wanted = scope.get((entry.method, suite)) or defaults.get(suite)
         if suite in in_scope and wanted == entry.backbone and rec["fpr_convention"] == "paper":
             found.setdefault((entry.method, suite), []).append(results / entry.file)
     return found, [f"{name}: invalid committed record ({why})" for name, why in invalid]
 
 
 def compare(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str], str],
-            tolerance: float, methods: set[str] | None = None,
+            defaults: dict[str, str], tolerance: float, methods: set[str] | None = None,
             fpr95_images: int = 2) -> list[str]:
     """Set each outcome's status; return the problems (differences, missing, extra, invalid)."""
-    committed, problems = committed_in_scope(results, scope)
+    committed, problems = committed_in_scope(results, scope, defaults)
     ran = {(o.method, o.suite): o for o in outcomes}
     for key, outcome in sorted(ran.items()):
         paths = committed.get(key, [])
@@ -212,7 +210,7 @@ def dirty_records(results: Path) -> list[str]:
 
 
 def update(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str], str],
-           methods: set[str] | None = None) -> None:
+           defaults: dict[str, str], methods: set[str] | None = None) -> None:
     """Replace the committed records in scope with the fresh ones (with their per-image scores
     sidecars, where the run wrote one); remove stale ones."""
     import shutil
@@ -220,7 +218,7 @@ def update(outcomes: list[Outcome], results: Path, scope: dict[tuple[str, str], 
     from oodbench.results import write_record
     from oodbench.significance import scores_path
 
-    committed, _ = committed_in_scope(results, scope)
+    committed, _ = committed_in_scope(results, scope, defaults)
     ran = {(o.method, o.suite) for o in outcomes}
     for outcome in outcomes:
         if outcome.record is None:
@@ -296,6 +294,9 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
     for o in outcomes:
         print(f"skip {o.method} on {o.suite}: {o.detail}")
     scope = {(m, s): b for m, s, b in pairs}
+    from oodbench.runner import resolve_suite
+
+    defaults = {s: resolve_suite(registry, s).backbone or "mini" for _, s in scope}
     reported = leaderboard.default_reported(args.results)
     with tempfile.TemporaryDirectory(prefix="oodbench-leaderboard-") as tmp:
         outcomes += run_all(pairs, registry, Path(tmp))
@@ -305,10 +306,10 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
             problems.append("no method ran: fetch the offline data (`oodbench data "
                             "fetch-offline`) and the mini backbone weights")
         if args.update and not problems:  # while the fresh scores sidecars still exist
-            update(outcomes, args.results, scope, subset["methods"])
+            update(outcomes, args.results, scope, defaults, subset["methods"])
             leaderboard.build(args.results, args.out, reported)
-    problems += compare(outcomes, args.results, scope, args.tolerance, subset["methods"],
-                        args.fpr95_images)
+    problems += compare(outcomes, args.results, scope, defaults, args.tolerance,
+                        subset["methods"], args.fpr95_images)
     if not args.allow_dirty:
         problems += dirty_records(args.results)
     try:

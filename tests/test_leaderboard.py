@@ -441,7 +441,7 @@ def test_ci_update_carries_and_removes_scores_sidecars(tmp_path):
     stale = write(results, "energy--offline-toy--mini.json", fake_record("energy"))
     significance.write_scores(stale, [0.9], {"birds": [0.1], "flags": [0.2]})
     outcome = ci.Outcome("mcm", "offline-toy", "ok", record=record, path=fresh)
-    ci.update([outcome], results, {("mcm", "offline-toy"): "mini"})
+    ci.update([outcome], results, {("mcm", "offline-toy"): "mini"}, {"offline-toy": "mini"})
     assert sorted(p.name for p in results.iterdir()) == [
         "mcm--offline-toy--mini.json", "mcm--offline-toy--mini.scores.npz"]
     assert significance.read_scores(results / "mcm--offline-toy--mini.scores.npz").ood[

@@ -57,6 +57,20 @@ def test_select_by_concept_keeps_split_and_order(tmp_path: Path) -> None:
     assert all(p.is_absolute() or p.parts[0] == str(tmp_path).split("/")[0] for p in paths)
 
 
+def test_a_catalogue_of_another_version_is_refused(tmp_path: Path) -> None:
+    from oodbench.data.offline import CATALOG_VERSION
+
+    assert corpus.CORPUS_VERSION == CATALOG_VERSION  # what fetch-offline builds, the suites need
+    offline = _fake_catalog(tmp_path)
+    spec = {"type": "offline", "split": "test", "select": {"concept": ["cat"]}}
+    (offline / "manifest.json").write_text(json.dumps({"corpus_version": CATALOG_VERSION}))
+    assert len(load_offline_source(spec, tmp_path)[0]) == 1
+    (offline / "manifest.json").write_text(json.dumps({"corpus_version": 1}))
+    with pytest.raises(MissingDataError, match=r"is version 1, but the offline suites need "
+                                               r"version 2: run `oodbench data fetch-offline`"):
+        load_offline_source(spec, tmp_path)
+
+
 def test_select_by_category_labels_by_category(tmp_path: Path) -> None:
     _fake_catalog(tmp_path)
     spec = {"type": "offline", "split": "test", "select": {"category": ["mammal"]}}
@@ -153,6 +167,13 @@ def test_real_catalogue_holds_out_suite_images() -> None:
     if not catalog.exists():
         pytest.skip("offline catalogue not fetched (oodbench data fetch-offline)")
     rows = list(corpus.read_catalog(catalog))
+    # the train split the mini models were trained on, unchanged by the test-only items
+    assert corpus.train_split_digest(rows) == corpus.TRAIN_SPLIT_SHA256
+    train = {r["path"] for r in rows if r["split"] == "train"}
+    twemoji = [r for r in rows if r["source"] == "twemoji"]
+    assert len(twemoji) > 500 and all(r["split"] == "test" for r in twemoji)
+    # no emoji has one rendering in train and another in test
+    assert not {r["path"].replace("/twemoji/", "/emoji/") for r in twemoji} & train
     assert len({r["concept"] for r in rows if r["split"] == "train"}) >= 300
     paths = [r["path"] for r in rows]
     assert len(paths) == len(set(paths))  # one row per file: no test image reused in train

@@ -50,4 +50,4 @@ def test_method_runs_on_offline_far(method: str, cache: Path, tmp_path: Path) ->
     assert record["source"] == "offline" and record["backbone"]["name"] == "mini"
     assert record["id_accuracy"] > 0.8  # the mini backbone's zero-shot head works
     assert record["groups"]["far"]["auroc"] > 0.85, record["groups"]  # meaningful, not chance
-    assert set(record["metrics"]) == {"animals", "food", "vehicles"}
+    assert set(record["metrics"]) == {"animals", "food", "vehicles", "objects", "buildings"}

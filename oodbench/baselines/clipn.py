@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 NO_FEATURES_KEY = "id_no_features"  # head.meta key of the [C, D] "no" ID embeddings
 CLIPN_SCALE = 100.0
+# the CLIPN model a CLIPN-scored method runs on, per suite backbone (MethodSpec.backbones):
+# CLIPN was trained from OpenAI's ViT-B/16, the mini world has its own "no" tower
+CLIPN_BACKBONES = {"clip-b16": "clipn-b16", "mini": "mini-clipn"}
 
 
 def has_no_tower(backbone: Backbone) -> bool:

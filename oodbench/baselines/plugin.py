@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oodbench import hookimpl
-from oodbench.baselines.clipn import CLIPNScorer
+from oodbench.baselines.clipn import CLIPN_BACKBONES, CLIPNScorer
 from oodbench.baselines.csp import CSPScorer
 from oodbench.baselines.glmcm import GLMCMScorer
 from oodbench.baselines.neglabel import NegLabelScorer
@@ -64,7 +64,8 @@ def register_methods(register: Register) -> None:
                                     "conjugated 'adjective superclass' labels, grouped score.",
                         reference=REFERENCES["csp"], interpolation=REFERENCE_INTERPOLATION))
     # CLIPN's own numbers used open_clip's transform (bicubic): the backbone's own ("")
-    register(MethodSpec(name="clipn", scorer=ComponentRef("clipn"),
-                        description="CLIPN-ATD: 'no'-tower agreeing-to-differ score (needs "
-                                    "--backbone clipn-b16 or mini-clipn; -p clipn.variant=ctw "
-                                    "for CTW).", reference=REFERENCES["clipn"]))
+    register(MethodSpec(name="clipn", scorer=ComponentRef("clipn"), backbones=CLIPN_BACKBONES,
+                        description="CLIPN-ATD: 'no'-tower agreeing-to-differ score; runs on "
+                                    "clipn-b16 (--weights CLIPN.pt) or, offline, mini-clipn "
+                                    "(-p clipn.variant=ctw for CTW).",
+                        reference=REFERENCES["clipn"]))

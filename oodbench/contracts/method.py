@@ -7,6 +7,7 @@ validated by :class:`MethodFile`::
     description: NegLabel with a recentred head
     reference: arXiv:2403.20078    # the paper the defaults follow (shown by `oodbench methods`)
     interpolation: bilinear        # "" | model | bilinear | bicubic (see MethodSpec)
+    backbones: {mini: mini-clipn}  # the backbone it runs on in place of a suite's default
     label_generator: {name: neglabel-wordnet, params: {count: 2000}}
     synthesizer: none              # optional; a name, {name, params} or none
     finetuners: [recenter]         # a list, or one name (`finetuners: recenter`)
@@ -72,11 +73,18 @@ class MethodSpec:
     # resize with torchvision's default bilinear Resize(224) -> CenterCrop(224); open_clip and
     # OpenAI CLIP use bicubic.
     interpolation: Interpolation = ""
+    # suite backbone -> the backbone this method runs on instead, when --backbone is not given:
+    # a method that needs a model variant (CLIPN's "no" tower) names it per suite backbone
+    backbones: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.interpolation not in ("", *INTERPOLATIONS):
             raise OODBenchError(f"method {self.name!r}: interpolation must be one of "
                                 f"{', '.join(INTERPOLATIONS)}, got {self.interpolation!r}.")
+
+    def backbone_for(self, suite_backbone: str) -> str:
+        """The backbone this method runs on for a suite whose default is ``suite_backbone``."""
+        return self.backbones.get(suite_backbone, suite_backbone)
 
     @property
     def reference_interpolation(self) -> str:
@@ -109,6 +117,8 @@ class MethodSpec:
         }
         if self.interpolation:  # only when the spec sets it: existing records keep their keys
             out["interpolation"] = self.interpolation
+        if self.backbones:
+            out["backbones"] = dict(self.backbones)
         return out
 
     @classmethod
@@ -183,6 +193,8 @@ class MethodFile(BaseModel):
     description: str = ""
     reference: str = ""
     interpolation: Annotated[Interpolation, BeforeValidator(lambda v: v or "")] = ""
+    backbones: Annotated[dict[str, str], BeforeValidator(_mapping_or_empty),
+                         Field(description="suite backbone: backbone")] = {}
     label_generator: OptionalEntry = None
     synthesizer: OptionalEntry = None
     finetuners: Annotated[list[Entry], BeforeValidator(_one_or_many)] = []
@@ -191,7 +203,8 @@ class MethodFile(BaseModel):
     def spec(self) -> MethodSpec:
         return MethodSpec(
             name=self.name, description=self.description, reference=self.reference,
-            interpolation=self.interpolation, scorer=self.scorer.ref(),
+            interpolation=self.interpolation, backbones=dict(self.backbones),
+            scorer=self.scorer.ref(),
             label_generator=self.label_generator.ref() if self.label_generator else None,
             synthesizer=self.synthesizer.ref() if self.synthesizer else None,
             finetuners=tuple(f.ref() for f in self.finetuners),
@@ -202,5 +215,5 @@ def _problem(exc: ValidationError, model: type[BaseModel]) -> str:
     found = problems(exc, model)
     more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
     return f"{found[0]}{more}; a method is {{name, scorer[, description, reference, " \
-           f"interpolation, label_generator, synthesizer, finetuners]}}, a component a name " \
-           f"or {{name: ..., params: {{field: value}}}}."
+           f"interpolation, backbones, label_generator, synthesizer, finetuners]}}, " \
+           f"a component a name or {{name: ..., params: {{field: value}}}}."

@@ -21,6 +21,8 @@ from oodbench.paths import data_dir as default_data_dir
 
 SELECT_FIELDS = ("concept", "category")
 SPLITS = ("train", "test")
+# the catalogue content the offline suites were written for (oodbench-mini's CORPUS_VERSION)
+CATALOG_VERSION = 2
 
 
 def catalog_file(data_dir: Path | None = None) -> Path:
@@ -54,6 +56,19 @@ def catalog_version(data_dir: Path | None = None) -> int:
             "`oodbench data fetch-offline --force`.") from None
 
 
+def _check_version(path: Path, data_dir: Path | None) -> None:
+    """A built catalogue (one with a manifest) must be the version the suites were written for:
+    another version selects other images under the same suite."""
+    if not (path.parent / "manifest.json").exists():
+        return  # a hand-made catalogue (tests, a user's own): nothing to compare
+    found = catalog_version(data_dir)
+    if found != CATALOG_VERSION:
+        raise MissingDataError(
+            f"The offline catalogue ({path.parent}) is version {found}, but the offline suites "
+            f"need version {CATALOG_VERSION}: run `oodbench data fetch-offline` (with an "
+            f"up-to-date oodbench-mini) to rebuild it.")
+
+
 def load_offline_source(spec: dict, data_dir: Path | None = None) -> tuple[list[Path], list[str]]:
     """Image paths and class keys (concept or category) of one offline source spec.
 
@@ -73,6 +88,7 @@ def load_offline_source(spec: dict, data_dir: Path | None = None) -> tuple[list[
     values = select[field]
     wanted = {values} if isinstance(values, str) else set(values)
     path = catalog_file(data_dir)
+    _check_version(path, data_dir)
     paths, keys = [], []
     for row in _rows(path):
         if row["split"] == split and row[field] in wanted:

@@ -1,10 +1,18 @@
 """Build the offline catalogue: packaged, labelled images -> normalised PNGs + catalog.jsonl.
 
 The raw packages (unpacked by :mod:`oodbench_mini.fetch`) are openclipart, Tux Paint stamps,
-Noto emoji and Fashion-MNIST. Each image gets a *concept* (a short noun phrase, the class name
-used in prompts), a coarse *category* and a caption derived from folder names, file names,
-Tux Paint descriptions and ``emoji.json``. The ``test`` split is held out from pretraining and
-reserved for the suites' evaluation; everything here is deterministic (sorted, hash-based).
+Noto emoji, Twemoji and Fashion-MNIST. Each image gets a *concept* (a short noun phrase, the
+class name used in prompts), a coarse *category* and a caption derived from folder names, file
+names, Tux Paint descriptions and ``emoji.json`` (rules: :mod:`oodbench_mini.corpus_rules`).
+The ``test`` split is held out from pretraining and reserved for the suites' evaluation;
+everything here is deterministic (sorted, hash-based).
+
+The catalogue has two parts. The *base* items are split by a hash into train and test; the
+mini towers, mini-diffusion and mini-clipn were trained on its train split, which
+:data:`TRAIN_SPLIT_SHA256` pins. The *test-only* items, appended after them, are images no
+model here has seen, added to make the suites' test sets larger: openclipart images the caps
+left out, the Twemoji rendering of every test-split emoji, and more Fashion-MNIST test images.
+They never change the base items (exact duplicates keep the first, base, copy).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import io
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,14 +31,30 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CORPUS_VERSION = 1
+from oodbench_mini.corpus_rules import (
+    EMOJI_CATEGORY,
+    EMOJI_SUBCATEGORY,
+    FMNIST_CLASSES,
+    NOISE_WORDS,
+    OPENCLIPART_RULES,
+    RAW_ROOTS,
+    TUXPAINT_RULES,
+    VEHICLE_WORDS,
+)
+
+CORPUS_VERSION = 2
+# sha256 of the train split's sorted (path, concept, category, caption) rows: what the mini
+# models were trained on. A catalogue change must keep it (tests/test_mini.py checks it).
+TRAIN_SPLIT_SHA256 = "8bc67f16f8642baa5cb1f10a25433442a52833bb0fdc48b0296980be9016dcb2"
 IMAGE_SIZE = 64
 MAX_PIXELS = 30_000_000  # openclipart ships one enormous PNG; it is skipped by pixel count
 TEST_PERCENT = 30  # hash-based share of each clip-art/emoji/stamp category held out for suites
 FMNIST_TRAIN_PER_CLASS = 1000
-FMNIST_TEST_PER_CLASS = 200
+FMNIST_TEST_PER_CLASS = 200  # base test images per class
+FMNIST_EXTRA_TEST_PER_CLASS = 300  # test-only: the next 300 of each class in t10k
 FOLDER_CAP = 150  # per leaf folder, so stars / icons / playing cards do not swamp the corpus
 CATEGORY_CAP = 250  # per openclipart category (computer icons, flags)
+EXTRA_TEST_CAP = 150  # test-only openclipart images per category, from those the caps left out
 # Smaller categories that suites evaluate on hold out more, so each ID class / OOD set has
 # enough test images (about 30 per ID class, 50 per OOD set).
 TEST_PERCENT_BY_CATEGORY = {
@@ -46,285 +70,6 @@ TEST_PERCENT_BY_CATEGORY = {
     "amphibian": 50,
     "dinosaur": 50,
 }
-# openclipart's transportation/ root mixes vehicles with road signs: file names sort them.
-VEHICLE_WORDS = {
-    "airplane",
-    "ambulance",
-    "bike",
-    "bicycle",
-    "bus",
-    "car",
-    "cars",
-    "autos",
-    "fire",
-    "formula",
-    "jeep",
-    "limousine",
-    "motorcycle",
-    "scooter",
-    "taxi",
-    "tractor",
-    "train",
-    "tram",
-    "truck",
-    "van",
-    "dodge",
-    "bmw",
-    "hummer",
-    "police",
-    "racing",
-    "locomotive",
-    "wagon",
-    "trolley",
-}
-
-FMNIST_CLASSES = [
-    ("t-shirt", "clothing"),
-    ("trouser", "clothing"),
-    ("pullover", "clothing"),
-    ("dress", "clothing"),
-    ("coat", "clothing"),
-    ("sandal", "footwear"),
-    ("shirt", "clothing"),
-    ("sneaker", "footwear"),
-    ("bag", "bag"),
-    ("ankle boot", "footwear"),
-]
-
-# openclipart: folder prefix -> (category, folder concept); the deepest matching prefix wins.
-# None skips the folder (abstract gradients, logos, unsorted, UI buttons).
-OPENCLIPART_RULES: dict[str, tuple[str, str] | None] = {
-    "animals": ("animal", "animal"),
-    "animals/mammals": ("mammal", "mammal"),
-    "animals/birds": ("bird", "bird"),
-    "animals/bugs": ("insect", "insect"),
-    "animals/fish": ("fish", "fish"),
-    "animals/amphibian": ("amphibian", "frog"),
-    "animals/dinosaurs": ("dinosaur", "dinosaur"),
-    "animals/fantasy": ("fantasy creature", "dragon"),
-    "food": ("food", "food"),
-    "food/fruit": ("fruit", "fruit"),
-    "food/desserts": ("dessert", "dessert"),
-    "food/beverages": ("drink", "drink"),
-    "food/meats_and_eggs": ("food", "meat"),
-    "food/breads_and_carbs": ("food", "bread"),
-    "food/vegetables": ("vegetable", "vegetable"),
-    "food/dairy": ("food", "cheese"),
-    "transportation": ("transport", "traffic"),
-    "transportation/vehicles": ("vehicle", "car"),
-    "transportation/boating": ("boat", "boat"),
-    "transportation/roadsigns": ("road sign", "road sign"),
-    "transportation/aiga-symbols": ("symbol", "transport symbol"),
-    "plants": ("plant", "plant"),
-    "plants/flowers": ("flower", "flower"),
-    "plants/trees": ("tree", "tree"),
-    "buildings": ("building", "building"),
-    "buildings/furniture": ("furniture", "furniture"),
-    "signs_and_symbols": ("symbol", "sign"),
-    "signs_and_symbols/flags": ("flag", "flag"),
-    "signs_and_symbols/flags/semaphore": ("flag", "semaphore flag"),
-    "signs_and_symbols/weather": ("weather", "weather symbol"),
-    "signs_and_symbols/map_symbols": ("symbol", "map symbol"),
-    "signs_and_symbols/clocks": ("clock", "clock"),
-    "signs_and_symbols/money": ("money", "money"),
-    "signs_and_symbols/led": None,
-    "shapes": ("shape", "shape"),
-    "shapes/stars": ("star", "star"),
-    "shapes/arrows": ("arrow", "arrow"),
-    "shapes/jigsaw": ("shape", "jigsaw piece"),
-    "shapes/flowchart": ("shape", "flowchart shape"),
-    "shapes/callouts": ("shape", "speech bubble"),
-    "recreation": ("recreation", "toy"),
-    "recreation/music": ("music", "musical instrument"),
-    "recreation/sports": ("sports", "sports equipment"),
-    "recreation/games/cards": ("playing card", "playing card"),
-    "recreation/games/chess": ("game", "chess piece"),
-    "recreation/games/dice": ("game", "dice"),
-    "recreation/toys": ("toy", "toy"),
-    "recreation/holiday": ("holiday", "holiday decoration"),
-    "recreation/party": ("holiday", "party decoration"),
-    "people": ("person", "person"),
-    "people/stickmen": ("person", "stick figure"),
-    "people/smilies": ("face", "smiley face"),
-    "people/bodypart": ("body part", "body part"),
-    "people/clothing": ("clothing", "clothing"),
-    "tools": ("tool", "tool"),
-    "tools/weapons": ("weapon", "weapon"),
-    "computer": ("computer", "computer icon"),
-    "computer/hardware": ("computer", "computer"),
-    "office": ("office supply", "office supply"),
-    "education": ("school", "school supply"),
-    "electronics": ("electronics", "electronic device"),
-    "science": ("science", "lab equipment"),
-    "geography": ("map", "map"),
-    "containers": ("container", "container"),
-    "decorations": ("decoration", "ornament"),
-    "special": None,
-    "unsorted": None,
-    "logos": None,
-    "buttons": None,
-}
-
-# Tux Paint stamps: folder prefix -> category (the concept comes from the file name).
-TUXPAINT_RULES: dict[str, str | None] = {
-    "animals": "animal",
-    "animals/mammals": "mammal",
-    "animals/marsupials": "mammal",
-    "animals/birds": "bird",
-    "animals/fish": "fish",
-    "animals/insects": "insect",
-    "animals/amphibians": "amphibian",
-    "animals/lizards": "reptile",
-    "animals/dinosaur": "dinosaur",
-    "animals/shellfish": "sea animal",
-    "clothes": "clothing",
-    "food": "food",
-    "food/fruit": "fruit",
-    "food/vegetables": "vegetable",
-    "food/dessert": "dessert",
-    "food/nuts": "food",
-    "food/spices": "food",
-    "hobbies": "hobby",
-    "hobbies/music": "music",
-    "household": "household item",
-    "household/tools": "tool",
-    "household/dishes": "kitchenware",
-    "household/arttools": "art supply",
-    "medical": "medical",
-    "military": "military",
-    "military/vehicles": "vehicle",
-    "naturalforces": "weather",
-    "people": "person",
-    "plants": "plant",
-    "plants/flowers": "flower",
-    "plants/trees": "tree",
-    "plants/mushrooms": "plant",
-    "seasonal": "holiday",
-    "space": "space",
-    "sports": "sports",
-    "symbols": "symbol",
-    "symbols/alphabets": "letter",
-    "symbols/math": "symbol",
-    "symbols/money": "money",
-    "symbols/chess": "game",
-    "symbols/faces": "face",
-    "town": "building",
-    "town/flags": "flag",
-    "town/roadsigns": "road sign",
-    "town/monuments": "building",
-    "vehicles": "vehicle",
-    "vehicles/flight": "aircraft",
-    "vehicles/ship": "boat",
-}
-
-# emoji.json subcategory -> category (category-level fallbacks below).
-EMOJI_SUBCATEGORY: dict[str, str | None] = {
-    "animal-mammal": "mammal",
-    "cat-face": "mammal",
-    "monkey-face": "mammal",
-    "animal-bird": "bird",
-    "animal-marine": "sea animal",
-    "animal-bug": "insect",
-    "animal-reptile": "reptile",
-    "animal-amphibian": "amphibian",
-    "plant-flower": "flower",
-    "plant-other": "plant",
-    "food-fruit": "fruit",
-    "food-vegetable": "vegetable",
-    "food-sweet": "dessert",
-    "drink": "drink",
-    "food-prepared": "food",
-    "food-asian": "food",
-    "dishware": "kitchenware",
-    "clothing": "clothing",
-    "tool": "tool",
-    "musical-instrument": "music",
-    "music": "music",
-    "money": "money",
-    "computer": "computer",
-    "phone": "electronics",
-    "household": "household item",
-    "office": "office supply",
-    "book-paper": "office supply",
-    "writing": "office supply",
-    "mail": "office supply",
-    "body-parts": "body part",
-    "hand-fingers-closed": "hand",
-    "hand-fingers-open": "hand",
-    "hand-fingers-partial": "hand",
-    "hand-prop": "hand",
-    "hand-single-finger": "hand",
-    "hands": "hand",
-    "heart": "heart",
-    "emotion": "symbol",
-    "arrow": "arrow",
-    "geometric": "shape",
-    "transport-ground": "vehicle",
-    "transport-air": "aircraft",
-    "transport-water": "boat",
-    "place-building": "building",
-    "place-religious": "building",
-    "hotel": "building",
-    "sky & weather": "weather",
-    "time": "clock",
-    "sport": "sports",
-    "game": "game",
-    "event": "holiday",
-    "award-medal": "award",
-    "skin-tone": None,
-}
-EMOJI_CATEGORY: dict[str, str | None] = {
-    "Smileys & Emotion": "face",
-    "People & Body": "person",
-    "Symbols": "symbol",
-    "Flags": "flag",
-    "Objects": "object",
-    "Travel & Places": "place",
-    "Activities": "activity",
-    "Animals & Nature": "animal",
-    "Food & Drink": "food",
-    "Component": None,
-}
-
-RAW_ROOTS = {
-    "openclipart": "openclipart-png/usr/share/openclipart/png",
-    "tuxpaint": "tuxpaint-stamps-default/usr/share/tuxpaint/stamps",
-    "emoji": "emoji-datasource-google/package",
-    "fmnist": "dataset-fashion-mnist/usr/share/datasets/fashion-mnist",
-}
-
-_NOISE_WORDS = {
-    "new",
-    "old",
-    "cartoon",
-    "bw",
-    "the",
-    "of",
-    "and",
-    "with",
-    "a",
-    "an",
-    "big",
-    "small",
-    "red",
-    "green",
-    "blue",
-    "black",
-    "white",
-    "yellow",
-    "simple",
-    "icon",
-    "clipart",
-    "clip",
-    "art",
-    "t",
-    "png",
-    "color",
-    "colour",
-    "outline",
-}
-
-
 @dataclass
 class Item:
     """One image before normalisation: where it comes from and what it shows."""
@@ -381,7 +126,7 @@ def _capped(items: list[Item], folder_cap: int, category_cap: int) -> list[Item]
     return sorted(kept, key=lambda i: i.key)
 
 
-def openclipart_items(root: Path, vocab: set[str]) -> list[Item]:
+def _openclipart_all(root: Path, vocab: set[str]) -> list[Item]:
     """Folder = category; the first English-looking word of the file name refines the concept."""
     items = []
     for path in sorted(root.rglob("*.png")):
@@ -392,7 +137,7 @@ def openclipart_items(root: Path, vocab: set[str]) -> list[Item]:
         if not found or rule is None:
             continue
         category, folder_concept = rule
-        words = [w for w in _words(path.stem) if w not in _NOISE_WORDS and len(w) >= 3]
+        words = [w for w in _words(path.stem) if w not in NOISE_WORDS and len(w) >= 3]
         # only whole words of the text model's vocabulary: drops author names and Italian
         name = words[0] if words and words[0] in vocab else ""
         if category == "transport" and name in VEHICLE_WORDS:
@@ -404,7 +149,21 @@ def openclipart_items(root: Path, vocab: set[str]) -> list[Item]:
         if name and name != folder_concept:
             caption += f", {_article(folder_concept)}"
         items.append(Item(rel, "openclipart", concept, category, caption + ".", raw=str(path)))
-    return _capped(items, FOLDER_CAP, CATEGORY_CAP)
+    return items
+
+
+def openclipart_items(root: Path, vocab: set[str]) -> tuple[list[Item], list[Item]]:
+    """The capped base items, and up to :data:`EXTRA_TEST_CAP` per category of those the caps
+    left out (hash-chosen), as test-only items."""
+    every = _openclipart_all(root, vocab)
+    base = _capped(every, FOLDER_CAP, CATEGORY_CAP)
+    kept = {it.key for it in base}
+    left_out: dict[str, list[Item]] = defaultdict(list)
+    for it in every:
+        if it.key not in kept:
+            left_out[it.category].append(it)
+    extra = [it for c in sorted(left_out) for it in _hash_order(left_out[c])[:EXTRA_TEST_CAP]]
+    return base, sorted(extra, key=lambda i: i.key)
 
 
 def tuxpaint_items(root: Path) -> list[Item]:
@@ -417,7 +176,7 @@ def tuxpaint_items(root: Path) -> list[Item]:
         found, category = _deepest(TUXPAINT_RULES, str(Path(rel).parent))
         if not found or category is None:
             continue
-        words = [w for w in _words(path.stem) if w not in _NOISE_WORDS]
+        words = [w for w in _words(path.stem) if w not in NOISE_WORDS]
         desc = path.with_suffix(".txt")
         caption = ""
         if desc.exists():
@@ -436,13 +195,14 @@ def tuxpaint_items(root: Path) -> list[Item]:
     return items
 
 
-def emoji_items(root: Path) -> list[Item]:
-    """``emoji.json`` gives name (concept), category and subcategory for every Noto PNG."""
+def emoji_items(root: Path, vendor: str = "google", source: str = "emoji") -> list[Item]:
+    """``emoji.json`` gives name (concept), category and subcategory for every 64 px PNG of an
+    emoji-datasource package (``vendor``: google = Noto, twitter = Twemoji)."""
     entries = json.loads((root / "emoji.json").read_text(encoding="utf-8"))
     items = []
     for e in sorted(entries, key=lambda e: e["image"]):
-        img = root / "img" / "google" / "64" / e["image"]
-        if not e.get("has_img_google") or not img.exists():
+        img = root / "img" / vendor / "64" / e["image"]
+        if not e.get(f"has_img_{vendor}") or not img.exists():
             continue
         sub = e.get("subcategory", "")
         category = EMOJI_SUBCATEGORY.get(sub, EMOJI_CATEGORY.get(e["category"]))
@@ -453,8 +213,17 @@ def emoji_items(root: Path) -> list[Item]:
         if not concept:
             continue
         caption = f"an emoji of {_article(concept)}."
-        items.append(Item(e["image"], "emoji", concept, category, caption, raw=str(img)))
+        items.append(Item(e["image"], source, concept, category, caption, raw=str(img)))
     return items
+
+
+def twemoji_test_items(root: Path) -> list[Item]:
+    """Test-only: the Twemoji rendering of each emoji whose Noto rendering is in the test split
+    (same hash), so no test emoji has a rendering in train."""
+    items = emoji_items(root, "twitter", "twemoji")
+    for it in items:
+        it.split = "test"
+    return [it for it in items if _is_test(f"emoji/{it.key}", it.category)]
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -465,17 +234,20 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def fmnist_items(root: Path) -> list[Item]:
-    """The first N images per class of the train / t10k files (the official split)."""
+def fmnist_items(root: Path, extra: bool = False) -> list[Item]:
+    """The first N images per class of the train / t10k files (the official split); with
+    ``extra``, the test-only t10k images that follow them."""
     items = []
-    for split, prefix, cap in (
-        ("train", "train", FMNIST_TRAIN_PER_CLASS),
-        ("test", "t10k", FMNIST_TEST_PER_CLASS),
-    ):
+    stop_extra = FMNIST_TEST_PER_CLASS + FMNIST_EXTRA_TEST_PER_CLASS
+    parts = (
+        [("test", "t10k", FMNIST_TEST_PER_CLASS, stop_extra)] if extra else
+        [("train", "train", 0, FMNIST_TRAIN_PER_CLASS), ("test", "t10k", 0, FMNIST_TEST_PER_CLASS)]
+    )
+    for split, prefix, first, stop in parts:
         images = _idx(root / f"{prefix}-images-idx3-ubyte.gz")
         labels = _idx(root / f"{prefix}-labels-idx1-ubyte.gz")
         for c, (concept, category) in enumerate(FMNIST_CLASSES):
-            for i in np.flatnonzero(labels == c)[:cap]:
+            for i in np.flatnonzero(labels == c)[first:stop]:
                 items.append(
                     Item(
                         f"{prefix}_{int(i):05d}",
@@ -543,17 +315,30 @@ def _vocab() -> set[str]:
 
 
 def collect(raw_dir: Path) -> list[Item]:
-    """All items of the four packages, split assigned, sorted and stable."""
-    items = (
-        openclipart_items(raw_dir / RAW_ROOTS["openclipart"], _vocab())
+    """All items of the packages, split assigned, sorted and stable: the base items, then the
+    test-only items (see the module docstring)."""
+    openclipart, openclipart_extra = openclipart_items(raw_dir / RAW_ROOTS["openclipart"],
+                                                       _vocab())
+    base = (
+        openclipart
         + tuxpaint_items(raw_dir / RAW_ROOTS["tuxpaint"])
         + emoji_items(raw_dir / RAW_ROOTS["emoji"])
         + fmnist_items(raw_dir / RAW_ROOTS["fmnist"])
     )
-    for it in items:
+    for it in base:
         if not it.split:
             it.split = "test" if _is_test(f"{it.source}/{it.key}", it.category) else "train"
-    return items
+    for it in openclipart_extra:
+        it.split = "test"
+    return (base + openclipart_extra + twemoji_test_items(raw_dir / RAW_ROOTS["twemoji"])
+            + fmnist_items(raw_dir / RAW_ROOTS["fmnist"], extra=True))
+
+
+def train_split_digest(rows: Iterable[dict]) -> str:
+    """sha256 of a catalogue's train rows (sorted path, concept, category, caption)."""
+    train = sorted(json.dumps([r["path"], r["concept"], r["category"], r["caption"]])
+                   for r in rows if r["split"] == "train")
+    return hashlib.sha256("\n".join(train).encode()).hexdigest()
 
 
 def _out_name(item: Item) -> str:

@@ -18,7 +18,7 @@ from oodbench.download import Package, Progress, download, unpack
 from oodbench.paths import data_dir as default_data_dir
 from oodbench_mini import corpus
 
-# Versions and checksums observed on Debian bookworm / the npm registry (2026-11-23).
+# Versions and checksums observed on Debian bookworm / the npm registry.
 PACKAGES = (
     Package(
         "openclipart-png",
@@ -50,6 +50,14 @@ PACKAGES = (
         "16.0.0",
         "emoji-datasource-google-16.0.0.tgz",
         "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438",
+    ),
+    # Twemoji (graphics CC-BY 4.0): test-only renderings of the test-split emoji
+    Package(
+        "emoji-datasource-twitter",
+        "npm",
+        "16.0.0",
+        "emoji-datasource-twitter-16.0.0.tgz",
+        "f64a530c63bca463bd8317fdc4615ce63a53a0c65018e4ce2d848aaba7a28877",
     ),
 )
 

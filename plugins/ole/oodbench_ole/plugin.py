@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import oodbench
+from oodbench.baselines.clipn import CLIPN_BACKBONES
 from oodbench.hookspecs import Register
 from oodbench.method import ComponentRef, MethodSpec
 from oodbench_ole.finetuner import OLEPrototypes
@@ -41,9 +42,10 @@ def register_methods(register: Register) -> None:
     register(MethodSpec(
         name="ole-clipn", label_generator=ComponentRef("ole-outliers"),
         finetuners=(ComponentRef("ole-prototypes"),), reference=REFERENCE,
-        scorer=ComponentRef("ole-clipn"),
+        scorer=ComponentRef("ole-clipn"), backbones=CLIPN_BACKBONES,
         description="OLE (CLIPN), the paper's form: S = Σ_ID p_i·q_i with q_i CLIPN's 'yes' "
-                    "probability; needs --backbone clipn-b16 or mini-clipn.",
+                    "probability; runs on clipn-b16 (--weights CLIPN.pt) or, offline, "
+                    "mini-clipn.",
     ))
     # the abstract's "raw OLE" ablation: every outlier label in the softmax, no prototypes
     register(MethodSpec(
