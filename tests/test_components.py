@@ -73,6 +73,18 @@ def test_method_spec_round_trip(tmp_path):
     path.write_text("name: y\nscorer: mcm\nlabel_generator: {name: g, params: {n: 3}}\n")
     loaded = MethodSpec.from_file(path)
     assert loaded.label_generator == ComponentRef("g", {"n": 3})
+    assert "backbones" not in loaded.to_dict()  # records of methods without one keep their keys
+
+
+def test_a_method_names_its_backbone_per_suite_backbone(tmp_path):
+    spec = MethodSpec.from_dict({"name": "x", "scorer": "clipn",
+                                 "backbones": {"mini": "mini-clipn"}})
+    assert spec.backbone_for("mini") == "mini-clipn"
+    assert spec.backbone_for("clip-b16") == "clip-b16"  # not named: the suite's own
+    assert spec.to_dict()["backbones"] == {"mini": "mini-clipn"}
+    assert MethodSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ParameterError, match="backbones"):
+        MethodSpec.from_dict({"name": "x", "scorer": "mcm", "backbones": ["mini-clipn"]})
 
 
 @pytest.mark.parametrize("name, params", [

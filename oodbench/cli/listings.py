@@ -68,6 +68,9 @@ def methods(
         console.print(f"[bold]{escape(shown['name'])}[/]: {escape(shown['description'])}")
         if shown["reference"]:
             console.print(f"reference: {escape(shown['reference'])}")
+        for suite_backbone, backbone in shown["backbones"].items():
+            console.print(f"backbone: {escape(backbone)} on suites whose backbone is "
+                          f"{escape(suite_backbone)}")
         for part in shown["components"]:
             console.print(f"  {part['role']}: [bold]{escape(part['name'])}[/]")
             for key, value in part["params"].items():
@@ -84,7 +87,8 @@ def _method(name: str) -> dict[str, Any]:
         component = reg.get(kind, ref.name).create(ref.params)
         parts.append({"role": role, "kind": kind, "name": ref.name, "params": component.params()})
     return {"name": spec.name, "description": spec.description,
-            "reference": spec.reference or "", "components": parts}
+            "reference": spec.reference or "", "backbones": dict(spec.backbones),
+            "components": parts}
 
 
 def backbones(as_json: JsonOpt = False) -> None:
