@@ -73,13 +73,17 @@ def cli(*args: str):
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in ("README.md", "index.html")}
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+PAGE = "offline-toy.html"  # fake_record's suite page
 
 
 def test_build_twice_gives_identical_bytes(board, tmp_path):
     result = cli("build", "--results", str(board / "results"), "--out", str(board))
     assert result.exit_code == 0, result.output
     first = files(board)
+    assert sorted(first) == ["README.md", "index.html", PAGE]
     leaderboard.build(board / "results", tmp_path / "again")
     assert files(tmp_path / "again") == first
     assert leaderboard.build(board / "results", board) and files(board) == first
@@ -104,6 +108,73 @@ def test_check_detects_an_edited_readme_and_an_edited_record(board):
     (board / "index.html").unlink()
     assert "index.html is missing" in cli("check", "--results", str(board / "results"),
                                           "--out", str(board)).output
+
+
+def _two_suites(results: Path) -> Path:
+    write(results, "a.json", fake_record("mcm", suite="offline-a"))
+    write(results, "b.json", fake_record("mcm", suite="offline-b"))
+    write(results, "c.json", fake_record("energy", suite="offline-b"))
+    return results
+
+
+def test_build_writes_one_page_per_suite_and_a_landing_page(tmp_path):
+    results = _two_suites(tmp_path / "lb" / "results")
+    leaderboard.build(results, tmp_path / "lb")
+    assert sorted(files(tmp_path / "lb")) == ["README.md", "index.html", "offline-a.html",
+                                              "offline-b.html"]
+    index = (tmp_path / "lb" / "index.html").read_text()
+    for suite in ("offline-a", "offline-b"):
+        page = (tmp_path / "lb" / f"{suite}.html").read_text()
+        assert f'<a href="{suite}.html">{suite}</a>' in index  # the landing page links it
+        assert '<a href="index.html">' in page and "<svg" in page  # and it links back
+        assert page.splitlines()[1] == leaderboard.page.GENERATED
+    assert "2 records" in index and "offline-b.html#offline-offline-b-paper" in index
+    tables = re.findall(r"<table.*?</table>", index, re.S)
+    assert len(tables) == 2 and not any("birds" in t for t in tables)  # per-set: suite pages
+
+
+def test_build_removes_only_its_own_stale_pages(tmp_path):
+    out = tmp_path / "lb"
+    results = _two_suites(out / "results")
+    leaderboard.build(results, out)
+    mine = write(out, "notes.html", "<!DOCTYPE html>\n<p>hand-written</p>\n")
+    quoting = write(out, "quote.html", "<p>no mark on top</p>\n" * 5
+                    + leaderboard.page.GENERATED + "\n")
+    (results / "a.json").unlink()
+    assert "offline-a.html is a generated page of a suite without records" in cli(
+        "check", "--results", str(results), "--out", str(out)).output
+    leaderboard.build(results, out)
+    assert not (out / "offline-a.html").exists() and (out / "offline-b.html").exists()
+    assert mine.exists() and quoting.exists()  # not written by build: never deleted
+    assert "offline-a" not in (out / "index.html").read_text()
+    assert leaderboard.check(results, out)[1] == []
+
+
+def test_check_names_a_missing_and_an_extra_page(tmp_path):
+    out = tmp_path / "lb"
+    results = _two_suites(out / "results")
+    leaderboard.build(results, out)
+    (out / "offline-b.html").unlink()
+    stale = out / "offline-gone.html"
+    stale.write_text((out / "offline-a.html").read_text())
+    result = cli("check", "--results", str(results), "--out", str(out))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert sum("offline-b.html is missing" in line for line in lines) == 1
+    assert sum("offline-gone.html is a generated page of a suite without records" in line
+               for line in lines) == 1
+    (out / "offline-a.html").write_text("edited\n")
+    assert "offline-a.html differs" in cli("check", "--results", str(results), "--out",
+                                           str(out)).output
+
+
+def test_page_names_are_safe_and_distinct(tmp_path):
+    results = tmp_path / "results"
+    for i, suite in enumerate(("index", "My Suite/1", "my-suite-1", "offline-toy")):
+        write(results, f"{i}.json", fake_record("mcm", suite=suite))
+    names = leaderboard.page_names(leaderboard.collect(results))
+    assert names == {"index": "index-2.html", "My Suite/1": "my-suite-1.html",
+                     "my-suite-1": "my-suite-1-2.html", "offline-toy": "offline-toy.html"}
 
 
 def test_invalid_records_are_named_and_skipped(board):
@@ -153,9 +224,10 @@ def test_best_value_of_each_column_is_marked(board):
     assert "| **20.00** / 85.00 | 30.00 / **99.00** |" in rows["energy"]
     assert "| 40.00 / **90.00** | **10.00** / 97.00 |" in rows["mcm"]
     assert list(rows) == ["mcm", "energy"]  # ranked by mean AUROC: 93.5 > 92.0
-    html = leaderboard.render(leaderboard.collect(board / "results"))["index.html"]
+    pages = leaderboard.render(leaderboard.collect(board / "results"))
     # two per OOD set, two per group average; none for ID acc, where both rows tie
-    assert html.count('class="num best"') == 4 + 4
+    assert pages[PAGE].count('class="num best"') == 4 + 4
+    assert pages["index.html"].count('class="num best"') == 4  # the group averages only
 
 
 def test_reported_numbers_get_their_own_labelled_tables(board):
@@ -178,12 +250,14 @@ def test_reported_numbers_get_their_own_labelled_tables(board):
     assert result.exit_code == 1 and "reported.yaml" in result.output
 
 
-def test_html_page_needs_no_network(board):
-    html = leaderboard.render(leaderboard.collect(board / "results"))["index.html"]
-    without_ns = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert "http://" not in without_ns and "https://" not in without_ns
-    assert "<script src" not in html and "<link" not in html
-    assert html.count("<svg") == 2 + 2 * 2  # one ROC per set, one histogram per row x set
+def test_html_pages_need_no_network(board):
+    pages = leaderboard.render(leaderboard.collect(board / "results"))
+    for html in (pages["index.html"], pages[PAGE]):
+        without_ns = html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "http://" not in without_ns and "https://" not in without_ns
+        assert "<script src" not in html and "<link" not in html
+    assert pages[PAGE].count("<svg") == 2 + 2 * 2  # one ROC per set, one histogram per row x set
+    assert "<svg" not in pages["index.html"]
 
 
 def test_missing_results_folder_is_a_one_line_error(tmp_path):
@@ -199,7 +273,7 @@ def test_runner_records_build_and_check(registry, colour_suite, tmp_path):
     board = leaderboard.build(results, tmp_path)
     assert [e.method for e in board.tables[0].entries] == ["energy", "mcm"]
     assert board.tables[0].sets == [("secondary", "near"), ("grey", "far")]
-    html = (tmp_path / "index.html").read_text()
+    html = (tmp_path / leaderboard.page_names(board)["colours"]).read_text()
     assert html.count(" d=\"M") > 4  # ROC and histogram paths from the records' curves
     assert leaderboard.check(results, tmp_path)[1] == []
 
@@ -309,7 +383,7 @@ def _many_methods(folder: Path, n: int) -> Path:
 
 def test_every_row_of_a_table_gets_its_own_colour(tmp_path):
     board = leaderboard.collect(_many_methods(tmp_path / "results", 23))
-    html = leaderboard.render_html(board)
+    html = leaderboard.render_suite(board, "offline-toy")
     legend = html.split('<div class="legend">')[1].split("</div>")[0]
     colours = re.findall(r'background:([^"]+)"', legend)
     assert len(colours) == 23 and len(set(colours)) == 23  # 13+ methods once shared 10
@@ -319,7 +393,7 @@ def test_every_row_of_a_table_gets_its_own_colour(tmp_path):
 
 
 def test_every_svg_shape_has_a_hover_title(board):
-    html = leaderboard.render(leaderboard.collect(board / "results"))["index.html"]
+    html = leaderboard.render(leaderboard.collect(board / "results"))[PAGE]
     svgs = re.findall(r"<svg.*?</svg>", html, re.S)
     assert svgs
     for svg in svgs:
@@ -341,9 +415,14 @@ def test_paths_use_whole_pixels_and_the_shortest_commands():
     assert plots.polyline([(0, 0), (10, 0), (4, 0)]) == "M0,0H10H4"
 
 
-def test_committed_page_stays_about_200_kb():
-    # ~200 KB (51 records, 17 methods x 3 suites: 205 KB); per-suite pages are the next step
-    assert (REPO / "leaderboard" / "index.html").stat().st_size < 210_000
+def test_committed_pages_stay_small():
+    # 51 records, 17 methods x 3 suites: index.html 22,900 bytes; offline-far.html 84,545,
+    # offline-fine.html 84,781, offline-near.html 108,589 (`ls -l leaderboard/*.html`)
+    folder = REPO / "leaderboard"
+    assert (folder / "index.html").stat().st_size < 60_000
+    pages = [p for p in folder.glob("*.html") if p.name != "index.html"]
+    assert pages and all(p.stat().st_size < 150_000 for p in pages), [
+        (p.name, p.stat().st_size) for p in pages]
 
 
 def test_thumbnails_are_coarse_enough_for_a_small_page():
@@ -429,7 +508,8 @@ def test_bootstrap_intervals_are_shown_where_records_hold_them(tmp_path):
     readme = leaderboard.render_markdown(board)
     assert "| 40.00 [35.00, 45.00] / 90.00 [88.12, 91.33] | 10.00 / 97.00 |" in readme
     assert "bootstrap 95 % interval" in readme
-    assert "90.00 [88.12, 91.33]</td>" in leaderboard.render_html(board)
+    assert "90.00 [88.12, 91.33]</td>" in leaderboard.render_suite(board, "offline-toy")
+    assert "[88.12" not in leaderboard.render_html(board)  # per-set cells: the suite page's
 
 
 def test_ci_update_carries_and_removes_scores_sidecars(tmp_path):

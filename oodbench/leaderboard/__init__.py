@@ -1,4 +1,6 @@
-"""Result records -> the leaderboard: ``README.md`` (markdown tables) and ``index.html`` (plots).
+"""Result records -> the leaderboard: ``README.md`` (markdown tables), one HTML page per suite
+(``<suite>.html``: tables and plots) and the landing page ``index.html`` (each suite's ranking in
+brief, linking its page).
 
 One table per (source, suite, FPR95 convention): offline-suite rows and real-suite rows live in
 separate sections, and records computed under different FPR95 conventions never share a table.
@@ -10,16 +12,17 @@ independent generations (a ``generations`` block) shows mean ± standard deviati
 The output is a pure function of the records: sorted, no clock, so ``check`` can compare bytes.
 
 Modules: ``records`` (loading, validation), ``tables`` (grouping, ranking, columns), ``text``
-(cell texts), ``markdown`` and ``page`` (the two files), ``plots`` (SVG), ``build`` (build and
-check).
+(cell texts), ``markdown`` (README.md), ``page`` (the suite pages and the shared page shell),
+``landing`` (index.html), ``plots`` (SVG), ``build`` (build and check).
 """
 
 from oodbench.leaderboard.build import build, check, collect, default_reported, render
+from oodbench.leaderboard.landing import render_html
 from oodbench.leaderboard.markdown import render_markdown
-from oodbench.leaderboard.page import render_html
+from oodbench.leaderboard.page import page_names, render_suite
 from oodbench.leaderboard.records import Entry, load_entries, load_reported, source_of
 from oodbench.leaderboard.tables import Column, Leaderboard, Table, best_cells, columns, make_tables
 
 __all__ = ["Column", "Entry", "Leaderboard", "Table", "best_cells", "build", "check", "collect",
            "columns", "default_reported", "load_entries", "load_reported", "make_tables",
-           "render", "render_html", "render_markdown", "source_of"]
+           "page_names", "render", "render_html", "render_markdown", "render_suite", "source_of"]

@@ -31,7 +31,7 @@ that a row is better: where records carry per-image scores, *vs baseline* says w
 differs significantly from the best core baseline on the same images. Records computed under
 different FPR95 conventions never share a table. *git* is the oodbench checkout's revision
 (`+dirty`: uncommitted changes), *suite* the suite version and hash prefix. Plots (score
-distributions, ROC curves) are in [`index.html`](index.html).
+distributions, ROC curves) are on one page per suite, linked from [`index.html`](index.html).
 
 Regenerate with `oodbench leaderboard build`; `oodbench leaderboard check` fails when this
 file is not what the records generate; `python scripts/leaderboard_ci.py` re-runs every method

@@ -96,6 +96,7 @@ class Column:
     get: Callable[[Entry], float | None]
     std: Callable[[Entry], float | None] = lambda _: None  # over generations, if any
     ci: Callable[[Entry], tuple[float, float] | None] = lambda _: None  # bootstrap 95 %
+    summary: bool = False  # a group average or ID acc: what the landing page shows
 
     @property
     def lower_is_better(self) -> bool:
@@ -114,8 +115,10 @@ def columns(table: Table) -> list[Column]:
         for key in ("fpr95", "auroc"):
             cols.append(Column(f"{group} avg", group, key,
                                partial(Entry.group, group=group, key=key),
-                               partial(Entry.std, section="groups", name=group, key=key)))
-    cols.append(Column("ID acc", "", "id_accuracy", Entry.id_accuracy, Entry.std_id_accuracy))
+                               partial(Entry.std, section="groups", name=group, key=key),
+                               summary=True))
+    cols.append(Column("ID acc", "", "id_accuracy", Entry.id_accuracy, Entry.std_id_accuracy,
+                       summary=True))
     return cols
 
 
