@@ -16,7 +16,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 ResultsOption = Annotated[Path, typer.Option("--results", help="Folder of result records.")]
-OutOption = Annotated[Path, typer.Option("--out", help="Folder of README.md and index.html.")]
+OutOption = Annotated[Path, typer.Option(
+    "--out", help="Folder of README.md, index.html and the per-suite pages.")]
 ReportedOption = Annotated[Path | None, typer.Option(
     "--reported", help="Published numbers (default: reported.yaml next to --results).")]
 
@@ -36,7 +37,7 @@ def _warn_skipped(skipped: list[tuple[str, str]]) -> None:
 @leaderboard_app.command()
 def build(results: ResultsOption = Path("leaderboard/results"),
           out: OutOption = Path("leaderboard"), reported: ReportedOption = None) -> None:
-    """Regenerate README.md and index.html from the result records."""
+    """Regenerate README.md, index.html and one page per suite from the result records."""
     from oodbench.leaderboard import build as build_leaderboard
 
     try:
@@ -47,7 +48,8 @@ def build(results: ResultsOption = Path("leaderboard/results"),
     _warn_skipped(board.skipped)
     rows = sum(len(t.entries) for t in board.tables)
     console.print(f"leaderboard: {rows} records in {len(board.tables)} tables -> "
-                  f"{out / 'README.md'}, {out / 'index.html'}", highlight=False, soft_wrap=True)
+                  f"{out / 'README.md'}, {out / 'index.html'} and {len(board.tables)} suite pages",
+                  highlight=False, soft_wrap=True)
 
 
 @leaderboard_app.command()

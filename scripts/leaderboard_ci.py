@@ -13,7 +13,8 @@
    differences between machines), FPR95 within the larger of that and ``--fpr95-images`` OOD
    images of the set, and exactly the suite hash, backbone fingerprint and method parameters;
    lists every difference and every committed record that is missing or extra;
-3. checks that the committed README.md / index.html are what the committed records generate.
+3. checks that the committed README.md, index.html and suite pages are what the committed
+   records generate.
 
 Exit 1 on any difference. ``--update`` instead replaces the committed records in scope with the
 fresh ones (and removes stale ones), then rebuilds the leaderboard. Records outside the scope

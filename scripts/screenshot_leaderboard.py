@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Render leaderboard/index.html in headless Chromium and check the screenshot is not blank.
+"""Render a leaderboard suite page (plots, colours) in headless Chromium; check it is not blank.
 
-    python scripts/screenshot_leaderboard.py [--html leaderboard/index.html] [--png OUT.png]
+    python scripts/screenshot_leaderboard.py [--html leaderboard/offline-near.html] [--png OUT.png]
 
 Needs a Chromium binary (``apt-get install -y chromium``; or set ``CHROME=/path/to/chrome``).
 The page is opened from a file:// URL with networking disabled, so it must render on its own.
@@ -61,7 +61,7 @@ def pixel_stats(png: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--html", type=Path, default=Path("leaderboard/index.html"))
+    parser.add_argument("--html", type=Path, default=Path("leaderboard/offline-near.html"))
     parser.add_argument("--png", type=Path, default=Path("leaderboard-screenshot.png"))
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=2400)
