@@ -249,3 +249,27 @@ def test_vocabulary_describer_corpus_concepts_and_llm_phrasing(registry, colour_
     (data / "offline" / "manifest.json").unlink()
     with pytest.raises(MissingDataError, match="fetch-offline --force"):
         both.identity()
+
+
+def test_a_chat_describer_implements_describe_and_gets_both_requests() -> None:
+    """The structured requests default to prompts over ``describe``: a third-party chat model
+    implements one method."""
+    import dataclasses
+
+    from oodbench.generative import ImageDescriber, context_prompt
+
+    @dataclasses.dataclass
+    class Echo(ImageDescriber):
+        name = "echo"
+        asked: list = dataclasses.field(default_factory=list)
+
+        def describe(self, images, prompts):
+            self.asked += list(prompts)
+            return ["1. kite\n2. [stone], cloud" for _ in prompts]
+
+    echo, image = Echo(), Image.new("RGB", (8, 8))
+    assert echo.context([image], ["cat"]) == ["1. kite\n2. [stone], cloud"]
+    assert echo.asked == [context_prompt("cat")]
+    assert "other than the cat" in echo.asked[0]
+    proposals = echo.propose([image], ["name outliers"])
+    assert echo.asked[-1] == "name outliers" and proposals[0][:1] == ["kite"]

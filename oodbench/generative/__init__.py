@@ -19,6 +19,14 @@ from oodbench.components import Component
 if TYPE_CHECKING:
     import torch
 
+CONTEXT_PROMPT = ("List the things this image shows other than the {subject}, as a short "
+                  "comma-separated list of nouns.")
+
+
+def context_prompt(subject: str) -> str:
+    """The :meth:`ImageDescriber.context` request as a chat prompt."""
+    return CONTEXT_PROMPT.format(subject=subject)
+
 
 class HubModel:
     """Mixin of backends whose ``model`` field is a Hugging Face id or a local folder."""
@@ -85,6 +93,12 @@ class TextGenerator(Component):
 class ImageDescriber(Component):
     """A multimodal LLM: (image, prompt) pairs in, answers out.
 
+    Methods ask it two structured requests: :meth:`context` (what an image shows besides its
+    subject) and :meth:`propose` (outlier labels for an image and a prompt). A chat model only
+    implements :meth:`describe`; the requests' defaults ask it with :data:`CONTEXT_PROMPT` /
+    the caller's prompt and parse the answer. A describer that is not a chat model (the
+    offline retrieval ``vocabulary`` describer) overrides them.
+
     ``seed`` as for :class:`TextGenerator`: set from the run's seed by the caller; used only by
     describers that sample (``uses_seed()``).
     """
@@ -103,13 +117,15 @@ class ImageDescriber(Component):
     def bind(self, env: Any) -> None:
         """Give the describer the run (backbone, caches); model-backed describers ignore it."""
 
-    @abstractmethod
     def context(self, images: Sequence[Image.Image], subjects: Sequence[str]) -> list[str]:
         """Per image, what it shows besides ``subjects[i]`` (a short comma-separated answer)."""
+        return self.describe(images, [context_prompt(s) for s in subjects])
 
-    @abstractmethod
     def propose(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[list[str]]:
         """Per (image, prompt), the parsed outlier labels the describer proposes."""
+        from oodbench.generative.parsing import parse_list_answer
+
+        return [parse_list_answer(a) for a in self.describe(images, prompts)]
 
     def identity(self) -> str:
         params = self.params()

@@ -1,9 +1,10 @@
 """Multimodal LLM describers: transformers image-text-to-text models and an offline ranker.
 
-Components call the two structured requests, not free prompts:
-``context(images, subjects)`` (SynOOD: what the image shows besides its main subject) and
-``propose(images, prompts)`` (MM-OOD: outlier labels for an image and a prompt). The
-transformers backend answers them with its chat model; the offline ``vocabulary`` describer
+Components call the two structured requests of :class:`ImageDescriber`, not free prompts:
+``context(images, subjects)`` (what the image shows besides its main subject) and
+``propose(images, prompts)`` (outlier labels for an image and a prompt). The
+transformers backend answers them with its chat model (the base class's defaults over
+``describe``); the offline ``vocabulary`` describer
 ranks a vocabulary by the run backbone's image-text similarity and answers with the top
 concepts, deterministically (it is a retrieval model, and records name it so).
 """
@@ -19,19 +20,11 @@ from PIL import Image
 
 from oodbench.cache import content_key
 from oodbench.errors import MissingDataError, OfflineError, OODBenchError
-from oodbench.generative import AdoptsBuiltModel, HubModel, ImageDescriber
+from oodbench.generative import AdoptsBuiltModel, HubModel, ImageDescriber, context_prompt
 from oodbench.generative.parsing import parse_list_answer
 
 if TYPE_CHECKING:
     from oodbench.env import MethodEnv
-
-CONTEXT_PROMPT = ("List the things this image shows other than the {subject}, as a short "
-                  "comma-separated list of nouns.")
-
-
-def context_prompt(subject: str) -> str:
-    return CONTEXT_PROMPT.format(subject=subject)
-
 
 @dataclasses.dataclass
 class TransformersDescriber(HubModel, AdoptsBuiltModel, ImageDescriber):
@@ -99,12 +92,6 @@ class TransformersDescriber(HubModel, AdoptsBuiltModel, ImageDescriber):
             new = out[:, inputs["input_ids"].shape[1]:]
             answers += self._processor.batch_decode(new, skip_special_tokens=True)
         return answers
-
-    def context(self, images: Sequence[Image.Image], subjects: Sequence[str]) -> list[str]:
-        return self.describe(images, [context_prompt(s) for s in subjects])
-
-    def propose(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[list[str]]:
-        return [parse_list_answer(a) for a in self.describe(images, prompts)]
 
     def uses_seed(self) -> bool:
         return self.temperature > 0
