@@ -118,18 +118,13 @@ def test_csp_on_the_colour_suite(registry, colour_suite, tmp_path):
     assert again["metrics"] == record["metrics"]
 
 
-def test_the_paper_ensembles_fill_in_on_real_suites_only():
+def test_the_paper_ensembles_are_the_defaults_on_every_suite():
     from oodbench.baselines.csp import CSPScorer
     from oodbench.standins import substitutions, with_paper_settings
 
-    real = with_paper_settings(CSPMining, {}, real=True)
-    assert real == {"noun_templates": list(NOUN_TEMPLATES),
-                    "adjective_templates": list(ADJECTIVE_TEMPLATES)}
-    assert with_paper_settings(CSPScorer, {}, real=True) == {"id_templates": list(NOUN_TEMPLATES)}
-    assert with_paper_settings(CSPMining, {}, real=False) == {}
-    # offline: one template each, the same one for the ID labels and the nouns
-    assert CSPMining().noun_templates == CSPScorer().id_templates == ["the nice {}"]
-    components = [("label_generator", CSPMining(**real)),
-                  ("scorer", CSPScorer(id_templates=list(NOUN_TEMPLATES)))]
-    assert substitutions(components) == {}
-    assert "csp-mining.noun_templates" in substitutions([("label_generator", CSPMining())])
+    # the same 8 templates for the ID labels and the nouns, 4 for the conjugated adjectives
+    assert CSPMining().noun_templates == CSPScorer().id_templates == list(NOUN_TEMPLATES)
+    assert CSPMining().adjective_templates == list(ADJECTIVE_TEMPLATES)
+    assert with_paper_settings(CSPMining, {}, real=True) == {}  # nothing left to fill in
+    assert with_paper_settings(CSPScorer, {}, real=True) == {}
+    assert substitutions([("label_generator", CSPMining()), ("scorer", CSPScorer())]) == {}

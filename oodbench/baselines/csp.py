@@ -2,33 +2,27 @@
 
 The formula is NegLabel's (:func:`~oodbench.baselines.neglabel.neglabel_score`: τ = 0.01, 100
 groups, seed 0); the ID labels are embedded with the templates of the noun candidates: CSP's
-8-template ensemble (:data:`oodbench.labels.csp.NOUN_TEMPLATES`, the paper setting, filled in on
-real suites) or, on the offline suites, the stand-in ``"the nice {}"`` of ``csp-mining``.
+8-template ensemble (:data:`oodbench.labels.csp.NOUN_TEMPLATES`, the paper setting).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from oodbench.baselines.neglabel import GroupedNegatives
 from oodbench.labels.csp import NOUN_TEMPLATES
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclasses.dataclass
 class CSPScorer(GroupedNegatives):
     name = "csp"
     description = "CSP: NegLabel's grouped score, ID labels embedded with CSP's templates."
-    paper_settings: ClassVar[dict[str, Any]] = {"id_templates": list(NOUN_TEMPLATES)}
     needs_extra_labels = True
     temperature: float = 0.01
     ngroup: int = 100
     group_seed: int = 0
-    # the offline stand-in; must equal csp-mining's noun_templates ([] = the suite's prompts)
-    id_templates: list[str] = dataclasses.field(default_factory=lambda: ["the nice {}"])
+    # must equal csp-mining's noun_templates ([] = the suite's prompts)
+    id_templates: list[str] = dataclasses.field(default_factory=lambda: list(NOUN_TEMPLATES))
 
     def __post_init__(self) -> None:
         self.check_positive("temperature", "ngroup")
