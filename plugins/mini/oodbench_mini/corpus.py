@@ -163,6 +163,8 @@ def openclipart_items(root: Path, vocab: set[str]) -> tuple[list[Item], list[Ite
         if it.key not in kept:
             left_out[it.category].append(it)
     extra = [it for c in sorted(left_out) for it in _hash_order(left_out[c])[:EXTRA_TEST_CAP]]
+    for it in extra:
+        it.split = "test"
     return base, sorted(extra, key=lambda i: i.key)
 
 
@@ -234,32 +236,27 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def fmnist_items(root: Path, extra: bool = False) -> list[Item]:
-    """The first N images per class of the train / t10k files (the official split); with
-    ``extra``, the test-only t10k images that follow them."""
-    items = []
-    stop_extra = FMNIST_TEST_PER_CLASS + FMNIST_EXTRA_TEST_PER_CLASS
-    parts = (
-        [("test", "t10k", FMNIST_TEST_PER_CLASS, stop_extra)] if extra else
-        [("train", "train", 0, FMNIST_TRAIN_PER_CLASS), ("test", "t10k", 0, FMNIST_TEST_PER_CLASS)]
-    )
-    for split, prefix, first, stop in parts:
+def fmnist_items(root: Path) -> tuple[list[Item], list[Item]]:
+    """The base items, the first N images per class of the train / t10k files (the official
+    split), and the test-only items, the t10k images of each class that follow them."""
+    base: list[Item] = []
+    extra: list[Item] = []
+    test_stop = FMNIST_TEST_PER_CLASS + FMNIST_EXTRA_TEST_PER_CLASS
+    # (split, file prefix, [(first, stop, list)] per class): each file is read once
+    parts = (("train", "train", [(0, FMNIST_TRAIN_PER_CLASS, base)]),
+             ("test", "t10k", [(0, FMNIST_TEST_PER_CLASS, base),
+                               (FMNIST_TEST_PER_CLASS, test_stop, extra)]))
+    for split, prefix, spans in parts:
         images = _idx(root / f"{prefix}-images-idx3-ubyte.gz")
         labels = _idx(root / f"{prefix}-labels-idx1-ubyte.gz")
         for c, (concept, category) in enumerate(FMNIST_CLASSES):
-            for i in np.flatnonzero(labels == c)[first:stop]:
-                items.append(
-                    Item(
-                        f"{prefix}_{int(i):05d}",
-                        "fmnist",
-                        concept,
-                        category,
-                        f"a greyscale photo of {_article(concept)}.",
-                        split=split,
-                        pixels=images[i].tobytes(),
-                    )
-                )
-    return items
+            indices = np.flatnonzero(labels == c)
+            for first, stop, items in spans:
+                items += [Item(f"{prefix}_{int(i):05d}", "fmnist", concept, category,
+                               f"a greyscale photo of {_article(concept)}.", split=split,
+                               pixels=images[i].tobytes())
+                          for i in indices[first:stop]]
+    return base, extra
 
 
 def normalise(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
@@ -319,19 +316,18 @@ def collect(raw_dir: Path) -> list[Item]:
     test-only items (see the module docstring)."""
     openclipart, openclipart_extra = openclipart_items(raw_dir / RAW_ROOTS["openclipart"],
                                                        _vocab())
+    fmnist, fmnist_extra = fmnist_items(raw_dir / RAW_ROOTS["fmnist"])
     base = (
         openclipart
         + tuxpaint_items(raw_dir / RAW_ROOTS["tuxpaint"])
         + emoji_items(raw_dir / RAW_ROOTS["emoji"])
-        + fmnist_items(raw_dir / RAW_ROOTS["fmnist"])
+        + fmnist
     )
     for it in base:
         if not it.split:
             it.split = "test" if _is_test(f"{it.source}/{it.key}", it.category) else "train"
-    for it in openclipart_extra:
-        it.split = "test"
     return (base + openclipart_extra + twemoji_test_items(raw_dir / RAW_ROOTS["twemoji"])
-            + fmnist_items(raw_dir / RAW_ROOTS["fmnist"], extra=True))
+            + fmnist_extra)
 
 
 def train_split_digest(rows: Iterable[dict]) -> str:
