@@ -126,10 +126,11 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     suite = resolve_suite(registry, request.suite)
     real = not is_offline(suite)
     components = build_components(registry, spec, request.params, real)
-    backbone_name = request.backbone or spec.backbone_for(suite.backbone or "mini")
-    if not request.backbone and backbone_name != (suite.backbone or "mini"):
+    suite_backbone = suite.backbone or "mini"
+    backbone_name = request.backbone or spec.backbone_for(suite_backbone)
+    if not request.backbone and backbone_name != suite_backbone:
         log(f"backbone: {backbone_name} (method {spec.name} runs on it in place of the "
-            f"suite's {suite.backbone or 'mini'}; --backbone overrides)")
+            f"suite's {suite_backbone}; --backbone overrides)")
     backbone = registry.create("backbone", backbone_name, backbone_params(
         spec, suite, registry.get("backbone", backbone_name).obj, request.backbone_params))
 

@@ -28,7 +28,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,17 @@ class Outcome:
     path: Path | None = None  # where the fresh record was written (its scores sidecar beside it)
 
 
+def suite_backbones(registry: Any, suites: Iterable[str]) -> dict[str, str]:
+    """Each suite's own backbone (its file's ``backbone``, else mini)."""
+    from oodbench.runner import resolve_suite
+
+    return {s: resolve_suite(registry, s).backbone or "mini" for s in suites}
+
+
 def plan(registry: Any, methods: set[str] | None, suites: set[str] | None,
          skip: set[str] | None = None) -> tuple[list[tuple[str, str, str]], list[Outcome]]:
     """(method, suite, backbone) to run, and the pairs skipped up front (with the reason)."""
-    from oodbench.runner import resolve_method, resolve_suite
+    from oodbench.runner import resolve_method
 
     suite_names = [s for s in registry.names("suite")
                    if s.startswith("offline-") and (suites is None or s in suites)]
@@ -66,9 +73,10 @@ def plan(registry: Any, methods: set[str] | None, suites: set[str] | None,
                for s in suite_names]
     skipped += [Outcome(m, s, "skipped", detail="--skip") for m in sorted(skip or ())
                 if m in method_names for s in suite_names]
-    pairs = [(m, s, resolve_method(registry, m).backbone_for(
-                 resolve_suite(registry, s).backbone or "mini"))
-             for s in suite_names for m in method_names if m not in (skip or ())]
+    defaults = suite_backbones(registry, suite_names)
+    specs = {m: resolve_method(registry, m) for m in method_names if m not in (skip or ())}
+    pairs = [(m, s, spec.backbone_for(defaults[s])) for s in suite_names
+             for m, spec in specs.items()]
     return pairs, skipped
 
 
@@ -295,9 +303,7 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
     for o in outcomes:
         print(f"skip {o.method} on {o.suite}: {o.detail}")
     scope = {(m, s): b for m, s, b in pairs}
-    from oodbench.runner import resolve_suite
-
-    defaults = {s: resolve_suite(registry, s).backbone or "mini" for _, s in scope}
+    defaults = suite_backbones(registry, {s for _, s in scope})
     reported = leaderboard.default_reported(args.results)
     with tempfile.TemporaryDirectory(prefix="oodbench-leaderboard-") as tmp:
         outcomes += run_all(pairs, registry, Path(tmp))

@@ -44,7 +44,7 @@ def render_html(board: Leaderboard) -> str:
     """``index.html``: the landing page."""
     names = page_names(board)
     body = ["<h1>oodbench leaderboard</h1>", f'<p class="intro">{INTRO}</p>', *_notes(board),
-            _nav(board)]
+            _nav(board, names)]
     for source, heading in SOURCES:
         body.append(f'<section id="{source}"><h2>{escape(heading)}</h2>')
         # a suite is listed once, under the source of its first table
@@ -67,8 +67,7 @@ def suite_id(page: str) -> str:
     return "suite-" + page.removesuffix(".html")
 
 
-def _nav(board: Leaderboard) -> str:
-    names = page_names(board)
+def _nav(board: Leaderboard, names: dict[str, str]) -> str:
     links = [f'<a href="#{suite_id(names[s])}">{escape(s)}</a>' for s in suites(board)]
     if board.reported:
         links.append('<a href="#reported">reported (not measured here)</a>')
