@@ -128,11 +128,11 @@ def run(request: RunRequest, ctx: RunContext, registry: Registry,
     components = build_components(registry, spec, request.params, real)
     suite_backbone = suite.backbone or "mini"
     backbone_name = request.backbone or spec.backbone_for(suite_backbone)
-    if not request.backbone and backbone_name != suite_backbone:
-        log(f"backbone: {backbone_name} (method {spec.name} runs on it in place of the "
-            f"suite's {suite_backbone}; --backbone overrides)")
     backbone = registry.create("backbone", backbone_name, backbone_params(
         spec, suite, registry.get("backbone", backbone_name).obj, request.backbone_params))
+    if not request.backbone and backbone_name != suite_backbone:  # said once it is known
+        log(f"backbone: {backbone_name} (method {spec.name} runs on it in place of the "
+            f"suite's {suite_backbone}; --backbone overrides)")
 
     # resolve every dataset before any expensive work: missing data fails in a second
     id_images = resolve_source(suite.id_test, suite.id_name, suite.classes)
